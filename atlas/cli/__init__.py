@@ -1,0 +1,1 @@
+"""The `atlas` command. This package is the composition root: it may wire in `benchmarks`."""

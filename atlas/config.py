@@ -1,0 +1,204 @@
+"""All configuration in one validated place.
+
+Settings come from built-in defaults, then ``atlas.yaml`` (if present), then a few environment
+variables. Nothing else reads the environment for configuration, so a run is explained by its
+settings object alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from atlas.errors import ConfigError
+
+CONFIG_FILE_NAME = "atlas.yaml"
+
+# Environment variable -> dotted settings field it overrides.
+ENV_OVERRIDES: dict[str, str] = {
+    "ATLAS_HOME": "home",
+    "ATLAS_MODELS_DIR": "models_dir",
+    "OPENAI_API_KEY": "openai.api_key",
+    "OPENAI_BASE_URL": "openai.base_url",
+    "ATLAS_LLM_CACHE": "cache.enabled",
+}
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in atlas.yaml must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Price(_Strict):
+    """US dollars per one million tokens."""
+
+    input_per_1m: float = Field(ge=0)
+    output_per_1m: float = Field(ge=0)
+
+    def dollars(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m) / 1e6
+
+
+# Published list prices (USD per 1M tokens) for common OpenAI models; override in atlas.yaml.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-5": Price(input_per_1m=1.25, output_per_1m=10.0),
+    "gpt-5-mini": Price(input_per_1m=0.25, output_per_1m=2.0),
+    "gpt-5-nano": Price(input_per_1m=0.05, output_per_1m=0.40),
+    "gpt-4.1": Price(input_per_1m=2.0, output_per_1m=8.0),
+    "gpt-4.1-mini": Price(input_per_1m=0.40, output_per_1m=1.60),
+    "gpt-4o": Price(input_per_1m=2.50, output_per_1m=10.0),
+    "gpt-4o-mini": Price(input_per_1m=0.15, output_per_1m=0.60),
+    "gpt-3.5-turbo": Price(input_per_1m=0.50, output_per_1m=1.50),
+}
+
+
+class OpenAISettings(_Strict):
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    backoff_s: float = Field(default=0.5, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
+        return value
+
+
+class LocalModelSettings(_Strict):
+    """The in-process model behind the `local` spec."""
+
+    # float32 is the fast path on CPUs without native bf16; int8 quantizes the linear layers.
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    quantize: Literal["none", "int8"] = "int8"
+    threads: int | None = Field(default=None, ge=1, description="torch threads; None = all cores")
+    batch_size: int = Field(default=8, ge=1)
+    max_input_tokens: int = Field(default=2048, ge=16)
+    # A local model costs electricity and hardware, not an invoice: declare a figure so that
+    # cost comparisons with hosted models are on one scale.
+    price: Price = Price(input_per_1m=0.02, output_per_1m=0.02)
+
+
+class CacheSettings(_Strict):
+    enabled: bool = False
+    path: Path | None = Field(default=None, description="default: $ATLAS_HOME/llm_cache.sqlite")
+
+
+class AtlasSettings(_Strict):
+    home: Path = Path(".atlas")
+    models_dir: Path | None = Field(default=None, description="default: $ATLAS_HOME/models")
+    seed: int = 0
+    openai: OpenAISettings = OpenAISettings()
+    local: LocalModelSettings = LocalModelSettings()
+    cache: CacheSettings = CacheSettings()
+    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    default_price: Price = Field(
+        default=Price(input_per_1m=0.0, output_per_1m=0.0),
+        description="used for models missing from `prices` (a warning is logged once)",
+    )
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where de-quantized local model weights are cached (shareable between homes)."""
+        return self.models_dir or self.home / "models"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache.path or self.home / "llm_cache.sqlite"
+
+    def price_for(self, model: str) -> Price | None:
+        """Price of a model name, matching the longest table key that prefixes it."""
+        if model in self.prices:
+            return self.prices[model]
+        matches = [key for key in self.prices if model.startswith(key)]
+        return self.prices[max(matches, key=len)] if matches else None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[leaf] = value
+
+
+def _describe_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(item["loc"][:-1])
+            lines.append(f"  {field}: unknown setting; valid keys here: {', '.join(allowed)}")
+            continue
+        value = item.get("input")
+        lines.append(f"  {field} = {value!r}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = AtlasSettings
+    for part in parent:
+        annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def find_config_file(explicit: Path | None = None, environ: dict[str, str] | None = None) -> Path | None:
+    """The config file to read: an explicit path, $ATLAS_CONFIG, or ./atlas.yaml if present."""
+    environ = dict(os.environ) if environ is None else environ
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist")
+        return explicit
+    from_env = environ.get("ATLAS_CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"ATLAS_CONFIG points to {path}, which does not exist")
+        return path
+    default = Path(CONFIG_FILE_NAME)
+    return default if default.is_file() else None
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> AtlasSettings:
+    """Defaults < atlas.yaml < environment < keyword overrides (dotted keys as ``a__b``)."""
+    environ = dict(os.environ) if environ is None else environ
+    path = find_config_file(config_file, environ)
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings, got {type(loaded).__name__}")
+        data = loaded
+    for variable, dotted in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            _set_dotted(data, dotted, environ[variable])
+            source += f" + ${variable}"
+    for key, value in overrides.items():
+        _set_dotted(data, key.replace("__", "."), value)
+    try:
+        return AtlasSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, source)) from None

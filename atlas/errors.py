@@ -1,0 +1,21 @@
+"""Errors a user can act on. The CLI prints their message without a traceback."""
+
+
+class AtlasError(Exception):
+    """Base class: the message says what was wrong, where, and what to do."""
+
+
+class ConfigError(AtlasError):
+    """Invalid or unreadable configuration."""
+
+
+class LLMError(AtlasError):
+    """A model call failed for good (after any retries)."""
+
+
+class LLMConfigError(LLMError):
+    """A model cannot be used as configured (missing key, unknown spec, missing package)."""
+
+
+class LLMResponseError(LLMError):
+    """The backend answered, but not with something usable."""

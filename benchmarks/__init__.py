@@ -1,0 +1,1 @@
+"""Benchmarks: investigation worlds, text streams and continual-learning scenarios."""

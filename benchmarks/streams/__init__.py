@@ -1,0 +1,1 @@
+"""Text streams for cascades and continual learning."""

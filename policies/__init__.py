@@ -1,0 +1,1 @@
+"""Things that decide or predict and learn online: cascades, supervision, continual learners."""

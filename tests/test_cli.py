@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from atlas import __version__
+from atlas.cli.main import app
+
+runner = CliRunner()
+
+
+def atlas_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh process (exit codes and error printing)."""
+    return subprocess.run(
+        [sys.executable, "-m", "atlas.cli.main", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"atlas {__version__}"
+
+
+def test_doctor_json_reports_every_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATLAS_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["doctor", "--json", "--skip-llm"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert report["ok"] is True and report["version"] == __version__
+    assert statuses == {"python": "ok", "torch": "ok", "atlas_home": "ok", "embedding_model": "ok", "openai_endpoint": "skip"}
+    assert (tmp_path / "home").is_dir()
+
+
+def test_doctor_fails_on_a_refused_key_and_exits_nonzero(openai_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("ATLAS_HOME", str(tmp_path))
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "wrong-key")
+    result = runner.invoke(app, ["doctor", "--json", "--skip-llm"])
+    assert result.exit_code == 1
+    check = {c["name"]: c for c in json.loads(result.output)["checks"]}["openai_endpoint"]
+    assert check["status"] == "fail" and "OPENAI_API_KEY" in check["detail"]
+
+
+def test_doctor_passes_against_a_working_endpoint(openai_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("ATLAS_HOME", str(tmp_path))
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
+    result = runner.invoke(app, ["doctor", "--json", "--skip-llm"])
+    check = {c["name"]: c for c in json.loads(result.output)["checks"]}["openai_endpoint"]
+    assert result.exit_code == 0 and check["status"] == "ok" and "1 models" in check["detail"]
+
+
+def test_chat_against_the_openai_compatible_server(openai_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
+    result = runner.invoke(app, ["llm", "chat", "--model", "openai:gpt-4o-mini", "--json", "ping"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["text"] == "echo: ping" and data["usage"] == {"prompt_tokens": 1, "completion_tokens": 2}
+    assert data["cost_usd"] > 0
+
+
+def test_chat_with_cache_flag(monkeypatch, tmp_path):
+    monkeypatch.setenv("ATLAS_HOME", str(tmp_path))
+    first = json.loads(runner.invoke(app, ["llm", "chat", "-m", "scripted:pong", "--cache", "--json", "hi"]).output)
+    second = json.loads(runner.invoke(app, ["llm", "chat", "-m", "scripted:pong", "--cache", "--json", "hi"]).output)
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert (tmp_path / "llm_cache.sqlite").is_file()
+
+
+def test_plain_chat_output_shows_meter():
+    result = runner.invoke(app, ["llm", "chat", "-m", "scripted:pong", "hello"])
+    assert result.exit_code == 0 and "pong" in result.output and "tokens" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, env_extra, fragment",
+    [
+        (["llm", "chat", "-m", "gpt4", "hi"], {}, "unknown model spec 'gpt4'"),
+        (["llm", "chat", "-m", "openai:gpt-4o-mini", "hi"], {}, "OPENAI_API_KEY"),
+        (["doctor", "--skip-llm"], {"OPENAI_BASE_URL": "not-a-url"}, "openai.base_url = 'not-a-url'"),
+    ],
+)
+def test_user_errors_print_cleanly_and_exit_2(args, env_extra, fragment, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")} | env_extra
+    result = atlas_process(*args, env=env)
+    assert result.returncode == 2
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_config_file_option(tmp_path):
+    (tmp_path / "bad.yaml").write_text("cache:\n  enabled: perhaps\n")
+    result = atlas_process("--config", str(tmp_path / "bad.yaml"), "doctor", "--skip-llm")
+    assert result.returncode == 2 and "cache.enabled = 'perhaps'" in result.stderr
