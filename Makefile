@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 
 demo: $(STAMP)
 	$(ATLAS) doctor
-	$(ATLAS) llm chat --model local "In one sentence: why do agents need memory?"
+	$(ATLAS) llm chat --model local --max-tokens 60 "What does a security analyst do? Answer in one sentence."
 
 test: $(STAMP)
 	$(PY) -m pytest
