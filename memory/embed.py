@@ -24,6 +24,7 @@ class Embedder(Protocol):
 
     name: str
     dim: int
+    spec: str  # what make_embedder() takes to build this embedder again
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -41,7 +42,9 @@ def minilm_path() -> Path:
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model loaded from a local folder, on the CPU."""
 
-    def __init__(self, path: str | Path, name: str | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self, path: str | Path, name: str | None = None, batch_size: int = 64, spec: str | None = None
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.path = Path(path)
@@ -55,6 +58,7 @@ class SentenceTransformerEmbedder:
         finally:
             hf_logging.enable_progress_bar()
         self.name = name or self.path.name
+        self.spec = spec or str(self.path)
         dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(dimension())
         self.batch_size = batch_size
@@ -74,6 +78,7 @@ class HashingEmbedder:
             raise ValueError(f"hashing embedder dim must be at least 8, got {dim}")
         self.dim = dim
         self.name = f"hash-{dim}"
+        self.spec = f"hash:{dim}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -90,7 +95,7 @@ class HashingEmbedder:
 def make_embedder(spec: str = "minilm") -> Embedder:
     """Build an embedder from a spec: ``minilm``, ``hash`` / ``hash:DIM``, or a folder path."""
     if spec in ("minilm", MINILM_NAME):
-        return SentenceTransformerEmbedder(minilm_path(), name=MINILM_NAME)
+        return SentenceTransformerEmbedder(minilm_path(), name=MINILM_NAME, spec="minilm")
     if spec == "hash" or spec.startswith("hash:"):
         _, _, dim = spec.partition(":")
         if dim and not dim.isdigit():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,55 @@ def openai_settings(tmp_path: Path, openai_server: FakeOpenAIServer) -> AtlasSet
         openai__max_retries=2,
         openai__backoff_s=0.01,
     )
+
+
+POSTGRES_URL = os.environ.get("ATLAS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def service_available(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (saying why) when a server is missing; CI sets ATLAS_REQUIRE_SERVICES=1 to fail instead."""
+    if service_available(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("ATLAS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message}, and ATLAS_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(f"{message}; start it to run these tests")
+
+
+@pytest.fixture
+def postgres_url():
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy import create_engine
+
+    from memory.tables import metadata
+
+    engine = create_engine(POSTGRES_URL)
+    metadata.drop_all(engine)
+    yield POSTGRES_URL
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path: Path) -> str:
+    """Where a test store lives: a SQLite file, or the PostgreSQL server the machines run."""
+    if request.param == "sqlite":
+        return str(tmp_path / "memory.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(store_target: str, tmp_path: Path):
+    from memory.store import MemoryStore
+
+    opened = MemoryStore.open(store_target, embedder="hash:64", index_dir=tmp_path / "indexes")
+    yield opened
+    opened.close()

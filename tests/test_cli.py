@@ -27,7 +27,7 @@ def test_doctor_json_reports_every_check(tmp_path, monkeypatch):
     monkeypatch.setenv("ATLAS_HOME", str(tmp_path / "home"))
     result = runner.invoke(app, ["doctor", "--json", "--skip-llm"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert report["ok"] is True and report["version"] == __version__
     assert statuses == {"python": "ok", "torch": "ok", "atlas_home": "ok", "embedding_model": "ok", "openai_endpoint": "skip"}
@@ -40,7 +40,7 @@ def test_doctor_fails_on_a_refused_key_and_exits_nonzero(openai_server, monkeypa
     monkeypatch.setenv("OPENAI_API_KEY", "wrong-key")
     result = runner.invoke(app, ["doctor", "--json", "--skip-llm"])
     assert result.exit_code == 1
-    check = {c["name"]: c for c in json.loads(result.output)["checks"]}["openai_endpoint"]
+    check = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["openai_endpoint"]
     assert check["status"] == "fail" and "OPENAI_API_KEY" in check["detail"]
 
 
@@ -49,7 +49,7 @@ def test_doctor_passes_against_a_working_endpoint(openai_server, monkeypatch, tm
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
     monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
     result = runner.invoke(app, ["doctor", "--json", "--skip-llm"])
-    check = {c["name"]: c for c in json.loads(result.output)["checks"]}["openai_endpoint"]
+    check = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["openai_endpoint"]
     assert result.exit_code == 0 and check["status"] == "ok" and "1 models" in check["detail"]
 
 
@@ -58,15 +58,15 @@ def test_chat_against_the_openai_compatible_server(openai_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
     result = runner.invoke(app, ["llm", "chat", "--model", "openai:gpt-4o-mini", "--json", "ping"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["text"] == "echo: ping" and data["usage"] == {"prompt_tokens": 1, "completion_tokens": 2}
     assert data["cost_usd"] > 0
 
 
 def test_chat_with_cache_flag(monkeypatch, tmp_path):
     monkeypatch.setenv("ATLAS_HOME", str(tmp_path))
-    first = json.loads(runner.invoke(app, ["llm", "chat", "-m", "scripted:pong", "--cache", "--json", "hi"]).output)
-    second = json.loads(runner.invoke(app, ["llm", "chat", "-m", "scripted:pong", "--cache", "--json", "hi"]).output)
+    first = json.loads(runner.invoke(app, ["llm", "chat", "-m", "scripted:pong", "--cache", "--json", "hi"]).stdout)
+    second = json.loads(runner.invoke(app, ["llm", "chat", "-m", "scripted:pong", "--cache", "--json", "hi"]).stdout)
     assert (first["cached"], second["cached"]) == (False, True)
     assert (tmp_path / "llm_cache.sqlite").is_file()
 

@@ -13,7 +13,10 @@ from rich.table import Table
 from atlas import __version__
 from atlas.cli.common import CliState, console, err_console, print_json, state
 from atlas.cli.llm import llm_app
+from atlas.cli.memory import memory_app
 from atlas.errors import AtlasError
+from memory.errors import MemoryStoreError
+from pydantic import ValidationError
 
 app = typer.Typer(
     name="atlas",
@@ -22,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(llm_app, name="llm")
+app.add_typer(memory_app, name="memory")
 
 STATUS_STYLE = {"ok": "[green]ok[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]skip[/]"}
 
@@ -78,8 +82,12 @@ def run() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app()
-    except AtlasError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+    except (AtlasError, MemoryStoreError) as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+        err_console.print(f"[red]error:[/] invalid {exc.title}: {problems}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

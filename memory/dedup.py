@@ -1,0 +1,56 @@
+"""Near-duplicate merging: pamphlets whose embeddings are closer than a cosine threshold fold into
+the oldest of them (see MemoryStore.merge), keeping provenance, uses and history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import select
+
+from memory import tables as t
+
+if TYPE_CHECKING:
+    from memory.store import MemoryStore
+
+
+@dataclass(frozen=True)
+class MergeGroup:
+    survivor: int
+    merged: tuple[int, ...]
+    scores: tuple[float, ...]  # similarity of each merged pamphlet to the survivor
+
+
+def find_duplicates(store: MemoryStore, threshold: float, neighbours: int = 10) -> list[MergeGroup]:
+    """Greedy by age: each pamphlet absorbs younger same-audience pamphlets above ``threshold``."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    store.sync()
+    assigned: set[int] = set()
+    groups = []
+    live = sorted(store._entries)
+    with store.engine.connect() as conn:
+        for start in range(0, len(live), 2000):
+            part = live[start : start + 2000]
+            rows = conn.execute(
+                select(t.pamphlets.c.id, t.pamphlets.c.embedding, t.pamphlets.c.audience).where(t.pamphlets.c.id.in_(part))
+            ).all()
+            for row in sorted(rows, key=lambda r: r.id):
+                if row.id in assigned:
+                    continue
+                vector = np.frombuffer(row.embedding, dtype=np.float32)
+                hits = store.search_vector(vector, k=neighbours, audience=row.audience, min_score=threshold)
+                members = [(h.pamphlet.id, h.score) for h in hits if h.pamphlet.id > row.id and h.pamphlet.id not in assigned]
+                if members:
+                    assigned.update(i for i, _ in members)
+                    groups.append(MergeGroup(row.id, tuple(i for i, _ in members), tuple(s for _, s in members)))
+    return groups
+
+
+def dedup(store: MemoryStore, threshold: float = 0.92, dry_run: bool = False, changed_by: str = "dedup") -> list[MergeGroup]:
+    groups = find_duplicates(store, threshold)
+    if not dry_run:
+        for group in groups:
+            store.merge(group.survivor, group.merged, changed_by=changed_by)
+    return groups
