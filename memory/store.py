@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
 from memory import tables as t
 from memory.embed import Embedder, make_embedder
@@ -208,11 +208,11 @@ class MemoryStore:
         if ids is not None:
             live = and_(live, p.id.in_(list(ids)))
         tags: dict[int, list[str]] = {}
-        for pamphlet_id, tag in conn.execute(select(tg.pamphlet_id, tg.tag).join(t.pamphlets, p.id == tg.pamphlet_id).where(live)):
+        for pamphlet_id, tag in conn.execute(select(tg.pamphlet_id, tg.tag).join(t.pamphlets, p.id == tg.pamphlet_id).where(live)).all():
             tags.setdefault(pamphlet_id, []).append(tag)
         shared: dict[tuple[str, ...], frozenset[str]] = {}  # many pamphlets share one tag set
         entries = {}
-        for pamphlet_id, audience, version in conn.execute(select(p.id, p.audience, p.version).where(live)):
+        for pamphlet_id, audience, version in conn.execute(select(p.id, p.audience, p.version).where(live)).all():
             key = tuple(sorted(tags.get(pamphlet_id, ())))
             entries[pamphlet_id] = _Entry(audience, shared.setdefault(key, frozenset(key)), version)
         return entries
@@ -517,9 +517,8 @@ class MemoryStore:
         """Pamphlets in the order of ``ids``; unknown ids are left out."""
         if not ids:
             return []
-        columns = [c for c in t.pamphlets.c if c.name not in ("embedding", "seq")]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*columns).where(t.pamphlets.c.id.in_(list(ids)))).mappings().all()
+            rows = conn.execute(_SELECT_BY_IDS, {"ids": list(ids)}).mappings().all()
         by_id = {row["id"]: _to_pamphlet(row) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -766,6 +765,12 @@ class MemoryStore:
         from memory.dedup import dedup
 
         return dedup(self, threshold=threshold, dry_run=dry_run, changed_by=changed_by)
+
+
+# Built once: the hit fetch runs on every search.
+_SELECT_BY_IDS = select(*[c for c in t.pamphlets.c if c.name not in ("embedding", "seq")]).where(
+    t.pamphlets.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def _to_pamphlet(row: Any) -> Pamphlet:
