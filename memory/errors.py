@@ -9,6 +9,10 @@ class PamphletNotFound(MemoryStoreError):
     pass
 
 
+class ConcurrentEdit(MemoryStoreError):
+    """Another writer changed the pamphlet between our read and our write; nothing was written."""
+
+
 class EmbedderMismatch(MemoryStoreError):
     """The store was built with another embedding model; mixing vector spaces is refused."""
 

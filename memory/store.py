@@ -22,7 +22,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
 from memory import tables as t
 from memory.embed import Embedder, make_embedder
 from memory.engine import default_index_path, is_url, make_engine
-from memory.errors import EmbedderMismatch, MemoryStoreError, PamphletNotFound
+from memory.errors import ConcurrentEdit, EmbedderMismatch, MemoryStoreError, PamphletNotFound
 from memory.index import INDEX_KINDS, IndexKind, VectorIndex
 from memory.locking import file_lock
 from memory.schema import Pamphlet, PamphletIn, PamphletVersion, SearchHit, TrackRecord
@@ -31,6 +31,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 UNSET: Any = object()
 SNAPSHOT_FIELDS = ("text", "plan", "audience", "tags", "cue", "provenance")
+
+
+SQL_IN_CHUNK = 900  # stay under SQLite's limit on bound variables per statement
+
+
+def _chunks(items: Sequence[int], size: int = SQL_IN_CHUNK) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def _now() -> datetime:
@@ -203,10 +211,16 @@ class MemoryStore:
     def _live_entries(self, conn: Connection, ids: Sequence[int] | None = None) -> dict[int, _Entry]:
         """Filter metadata of live pamphlets (all, or ``ids``). This runs on every open, so it
         reads plain columns only: tags come from the tags table, not the JSON column."""
-        p, tg = t.pamphlets.c, t.pamphlet_tags.c
-        live = p.deleted.is_(False)
         if ids is not None:
-            live = and_(live, p.id.in_(list(ids)))
+            entries: dict[int, _Entry] = {}
+            for part in _chunks(ids):
+                entries.update(self._live_entries_where(conn, t.pamphlets.c.id.in_(part)))
+            return entries
+        return self._live_entries_where(conn, None)
+
+    def _live_entries_where(self, conn: Connection, condition: Any) -> dict[int, _Entry]:
+        p, tg = t.pamphlets.c, t.pamphlet_tags.c
+        live = p.deleted.is_(False) if condition is None else and_(p.deleted.is_(False), condition)
         tags: dict[int, list[str]] = {}
         for pamphlet_id, tag in conn.execute(select(tg.pamphlet_id, tg.tag).join(t.pamphlets, p.id == tg.pamphlet_id).where(live)).all():
             tags.setdefault(pamphlet_id, []).append(tag)
@@ -217,10 +231,9 @@ class MemoryStore:
             entries[pamphlet_id] = _Entry(audience, shared.setdefault(key, frozenset(key)), version)
         return entries
 
-    def _index_vectors(self, conn: Connection, ids: Sequence[int], chunk: int = 5000) -> None:
+    def _index_vectors(self, conn: Connection, ids: Sequence[int]) -> None:
         """Read stored vectors of ``ids`` from SQL into the index."""
-        for start in range(0, len(ids), chunk):
-            part = list(ids[start : start + chunk])
+        for part in _chunks(ids):
             rows = conn.execute(
                 select(t.pamphlets.c.id, t.pamphlets.c.embedding).where(t.pamphlets.c.id.in_(part))
             ).all()
@@ -276,7 +289,10 @@ class MemoryStore:
             live = [r.id for r in changed if not r.deleted]
             fresh = self._live_entries(conn, live)
             stale = [i for i, e in fresh.items() if self._entries.get(i) != e or i not in self._index]
-            vector_changed = [i for i in stale if self._entries.get(i) is None or self._entries[i].version != fresh[i].version]
+            vector_changed = [
+                i for i in stale
+                if i not in self._index or self._entries.get(i) is None or self._entries[i].version != fresh[i].version
+            ]
             self._index_vectors(conn, vector_changed)
         self._index.remove(gone)
         for pamphlet_id in gone:
@@ -517,9 +533,10 @@ class MemoryStore:
         """Pamphlets in the order of ``ids``; unknown ids are left out."""
         if not ids:
             return []
+        by_id = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(_SELECT_BY_IDS, {"ids": list(ids)}).mappings().all()
-        by_id = {row["id"]: _to_pamphlet(row) for row in rows}
+            for part in _chunks(ids):
+                by_id.update({row["id"]: _to_pamphlet(row) for row in conn.execute(_SELECT_BY_IDS, {"ids": part}).mappings()})
         return [by_id[i] for i in ids if i in by_id]
 
     def list(
@@ -620,12 +637,14 @@ class MemoryStore:
         if not ids:
             return records
         uses = t.pamphlet_uses.c
+        rows = []
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(uses.pamphlet_id, func.count(), func.avg(uses.reward), func.max(uses.used_at))
-                .where(uses.pamphlet_id.in_(list(ids)))
-                .group_by(uses.pamphlet_id)
-            ).all()
+            for part in _chunks(ids):
+                rows += conn.execute(
+                    select(uses.pamphlet_id, func.count(), func.avg(uses.reward), func.max(uses.used_at))
+                    .where(uses.pamphlet_id.in_(part))
+                    .group_by(uses.pamphlet_id)
+                ).all()
         for pamphlet_id, count, mean, last in rows:
             records[pamphlet_id] = TrackRecord(uses=count, mean_reward=float(mean), last_used_at=_utc(last))
         return records
@@ -709,7 +728,16 @@ class MemoryStore:
         }
         if vector is not None:
             values["embedding"] = vector.tobytes()
-        conn.execute(update(t.pamphlets).where(t.pamphlets.c.id == pamphlet_id).values(**values))
+        result = conn.execute(
+            update(t.pamphlets)
+            .where(t.pamphlets.c.id == pamphlet_id, t.pamphlets.c.version == version - 1)
+            .values(**values)
+        )
+        if result.rowcount != 1:  # another writer got there first: refuse rather than overwrite
+            raise ConcurrentEdit(
+                f"pamphlet {pamphlet_id} changed while this edit was being made (it is no longer "
+                f"version {version - 1}); nothing was written: read it again and retry"
+            )
         conn.execute(delete(t.pamphlet_tags).where(t.pamphlet_tags.c.pamphlet_id == pamphlet_id))
         if fields.tags:
             conn.execute(insert(t.pamphlet_tags), [{"pamphlet_id": pamphlet_id, "tag": tag} for tag in fields.tags])

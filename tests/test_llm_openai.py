@@ -48,26 +48,25 @@ def test_retry_after_header_is_honoured(openai_server, openai_settings):
     assert completion.latency_s >= 0.2
 
 
-def test_timeout_is_retried_then_fails(openai_server, tmp_path):
-    settings = load_settings(
-        environ={"OPENAI_API_KEY": openai_server.api_key, "OPENAI_BASE_URL": openai_server.url},
+def short_timeout_settings(server, tmp_path, **overrides):
+    return load_settings(
+        environ={"OPENAI_API_KEY": server.api_key, "OPENAI_BASE_URL": server.url},
         home=str(tmp_path),
         openai__timeout_s=0.3,
-        openai__max_retries=1,
         openai__backoff_s=0.0,
+        **overrides,
     )
+
+
+def test_timeout_is_retried_then_fails(openai_server, tmp_path):
+    settings = short_timeout_settings(openai_server, tmp_path, openai__max_retries=1)
     openai_server.queue(Fault(delay_s=1.0), Fault(delay_s=1.0))
     with pytest.raises(LLMError, match="failed after 2 attempts: APITimeoutError"):
         make_llm("openai:gpt-4o-mini", settings).chat("x")
 
 
 def test_timeout_then_recovery(openai_server, tmp_path):
-    settings = load_settings(
-        environ={"OPENAI_API_KEY": openai_server.api_key, "OPENAI_BASE_URL": openai_server.url},
-        home=str(tmp_path),
-        openai__timeout_s=0.3,
-        openai__backoff_s=0.0,
-    )
+    settings = short_timeout_settings(openai_server, tmp_path)
     openai_server.queue(Fault(delay_s=1.0))
     assert make_llm("openai:gpt-4o-mini", settings).chat("late").text == "echo: late"
 

@@ -203,3 +203,31 @@ def test_two_store_handles_see_each_others_writes(store_target, tmp_path):
     assert first.search("rundll32", k=5) == [] and len(first._index) == 0
     first.close()
     second.close()
+
+
+def test_concurrent_edit_of_the_same_pamphlet_is_refused(store_target, tmp_path):
+    from memory.errors import ConcurrentEdit
+    from memory.schema import PamphletIn
+
+    first = MemoryStore.open(store_target, embedder="hash:64", index_dir=tmp_path / "i1")
+    second = MemoryStore.open(store_target, embedder="hash:64", index_dir=tmp_path / "i2")
+    pid = first.add({"text": "original guidance"}).id
+    read_by_first = first.get(pid)
+    second.update(pid, text="second process wrote this")
+    with pytest.raises(ConcurrentEdit, match="nothing was written"):
+        first._commit_change(read_by_first, PamphletIn(text="first process wrote this"), None, "first", "edited")
+    assert first.get(pid).text == "second process wrote this"
+    assert [v.change for v in first.history(pid)] == ["created", "edited"]
+    first.close()
+    second.close()
+
+
+def test_large_id_lists_are_chunked(store_target, tmp_path):
+    first = MemoryStore.open(store_target, embedder="hash:64", index_dir=tmp_path / "i1")
+    second = MemoryStore.open(store_target, embedder="hash:64", index_dir=tmp_path / "i2")
+    ids = first.add_many([{"text": f"bulk pamphlet {i}"} for i in range(2500)])
+    assert len(second.list(limit=None)) == 2500  # one query per 900 ids
+    assert second.sync() == 2500 and len(second._index) == 2500
+    assert len(second.track_records(ids)) == 2500
+    first.close()
+    second.close()
