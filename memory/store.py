@@ -484,21 +484,23 @@ class MemoryStore:
         """Remove soft-deleted pamphlets for good (all of them, or the given ones)."""
         with self._write() as conn:
             query = select(t.pamphlets.c.id, t.pamphlets.c.deleted)
-            if ids is not None:
-                query = query.where(t.pamphlets.c.id.in_(list(ids)))
-                found = {r.id: r.deleted for r in conn.execute(query)}
+            if ids is None:
+                doomed = list(conn.execute(select(t.pamphlets.c.id).where(t.pamphlets.c.deleted.is_(True))).scalars())
+            else:
+                found = {}
+                for part in _chunks(list(ids)):
+                    found.update({r.id: r.deleted for r in conn.execute(query.where(t.pamphlets.c.id.in_(part)))})
                 missing = [i for i in ids if i not in found]
                 live = [i for i in ids if found.get(i) is False]
                 if missing:
                     raise PamphletNotFound(f"no pamphlet with id {', '.join(map(str, missing))}")
                 if live:
                     raise MemoryStoreError(f"pamphlet {', '.join(map(str, live))} is not deleted; delete it before purging")
-            doomed = [r.id for r in conn.execute(query.where(t.pamphlets.c.deleted.is_(True)))]
+                doomed = sorted(set(ids))
             if not doomed:
                 return 0
             seq = self._bump(conn)
-            for chunk_start in range(0, len(doomed), 500):
-                chunk = doomed[chunk_start : chunk_start + 500]
+            for chunk in _chunks(doomed):
                 for table, column in (
                     (t.pamphlet_tags, t.pamphlet_tags.c.pamphlet_id),
                     (t.pamphlet_versions, t.pamphlet_versions.c.pamphlet_id),

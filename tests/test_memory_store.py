@@ -229,5 +229,9 @@ def test_large_id_lists_are_chunked(store_target, tmp_path):
     assert len(second.list(limit=None)) == 2500  # one query per 900 ids
     assert second.sync() == 2500 and len(second._index) == 2500
     assert len(second.track_records(ids)) == 2500
+    for pamphlet_id in ids[:950]:
+        first.delete(pamphlet_id)
+    assert second.purge(ids[:950]) == 950  # more explicit ids than one IN list holds
+    assert first.search("bulk pamphlet 3", k=3)[0].pamphlet.id not in ids[:950]
     first.close()
     second.close()
