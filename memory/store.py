@@ -610,28 +610,36 @@ class MemoryStore:
 
     def history(self, pamphlet_id: int) -> list[PamphletVersion]:
         self.get(pamphlet_id)
+        return self.histories([pamphlet_id])[pamphlet_id]
+
+    def histories(self, ids: Sequence[int]) -> dict[int, list[PamphletVersion]]:
+        """Every version of each pamphlet, oldest first (one query per 900 ids)."""
+        out: dict[int, list[PamphletVersion]] = {i: [] for i in ids}
+        v = t.pamphlet_versions.c
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(t.pamphlet_versions)
-                .where(t.pamphlet_versions.c.pamphlet_id == pamphlet_id)
-                .order_by(t.pamphlet_versions.c.version, t.pamphlet_versions.c.id)
-            ).mappings().all()
-        return [
-            PamphletVersion(
-                pamphlet_id=r["pamphlet_id"], version=r["version"], change=r["change"],
-                changed_by=r["changed_by"], changed_at=_utc(r["changed_at"]), snapshot=r["snapshot"],
-            )
-            for r in rows
-        ]
+            for part in _chunks(ids):
+                rows = conn.execute(select(t.pamphlet_versions).where(v.pamphlet_id.in_(part)).order_by(v.pamphlet_id, v.version, v.id)).mappings()
+                for r in rows:
+                    out[r["pamphlet_id"]].append(
+                        PamphletVersion(
+                            pamphlet_id=r["pamphlet_id"], version=r["version"], change=r["change"],
+                            changed_by=r["changed_by"], changed_at=_utc(r["changed_at"]), snapshot=r["snapshot"],
+                        )
+                    )
+        return out
 
     def uses(self, pamphlet_id: int) -> list[dict[str, Any]]:
+        return self.uses_of([pamphlet_id])[pamphlet_id]
+
+    def uses_of(self, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Each pamphlet's uses (episode, reward, when), in the order they were recorded."""
+        out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        u = t.pamphlet_uses.c
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(t.pamphlet_uses.c.episode_id, t.pamphlet_uses.c.reward, t.pamphlet_uses.c.used_at)
-                .where(t.pamphlet_uses.c.pamphlet_id == pamphlet_id)
-                .order_by(t.pamphlet_uses.c.id)
-            ).mappings().all()
-        return [{"episode_id": r["episode_id"], "reward": r["reward"], "used_at": _utc(r["used_at"]).isoformat()} for r in rows]
+            for part in _chunks(ids):
+                for r in conn.execute(select(u.pamphlet_id, u.episode_id, u.reward, u.used_at).where(u.pamphlet_id.in_(part)).order_by(u.id)):
+                    out[r.pamphlet_id].append({"episode_id": r.episode_id, "reward": r.reward, "used_at": _utc(r.used_at).isoformat()})
+        return out
 
     def track_records(self, ids: Sequence[int]) -> dict[int, TrackRecord]:
         """Uses and mean reward of each pamphlet, from the usage table."""

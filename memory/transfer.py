@@ -43,10 +43,10 @@ def export_jsonl(store: MemoryStore, path: Path, include_deleted: bool = False) 
             page = store.list(include_deleted=include_deleted, limit=BATCH, offset=offset)
             if not page:
                 break
+            ids = [p.id for p in page]
+            histories, uses = store.histories(ids), store.uses_of(ids)
             for pamphlet in page:
-                record = ExportRecord(
-                    **pamphlet.model_dump(), history=store.history(pamphlet.id), uses=store.uses(pamphlet.id)
-                )
+                record = ExportRecord(**pamphlet.model_dump(), history=histories[pamphlet.id], uses=uses[pamphlet.id])
                 handle.write(record.model_dump_json() + "\n")
                 count += 1
             offset += len(page)

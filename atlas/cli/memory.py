@@ -289,10 +289,8 @@ def import_(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import JSONL. Every line is validated first; a bad line means nothing is imported."""
-    from memory.transfer import read_jsonl
-
     with open_store(ctx, store, embedder) as memory:
-        total = len(read_jsonl(path)[0])
+        total = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.is_file() else None
         with _progress("importing") as progress:
             task = progress.add_task("import", total=total)
             report = memory.import_jsonl(path, skip_invalid=skip_invalid, changed_by="cli-import", progress=lambda n: progress.advance(task, n))
@@ -353,8 +351,9 @@ def reindex(
     """Switch the embedding model explicitly, or rebuild the index (optionally as another kind)."""
     with open_store(ctx, store, create=False) as memory:
         if embedder:
+            figures = memory.stats()
             with _progress("re-embedding") as progress:
-                task = progress.add_task("embed", total=memory.stats()["live"] + memory.stats()["deleted"])
+                task = progress.add_task("embed", total=figures["live"] + figures["deleted"])
                 count = memory.reindex(embedder, progress=lambda n: progress.advance(task, n))
             console.print(f"re-embedded {count} pamphlet(s) with {memory.embedder.name}")
         if index or not embedder:
