@@ -4,15 +4,12 @@ the oldest of them (see MemoryStore.merge), keeping provenance, uses and history
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
 
 from memory import tables as t
-
-if TYPE_CHECKING:
-    from memory.store import MemoryStore
+from memory.store import MemoryStore, _chunks
 
 
 @dataclass(frozen=True)
@@ -26,13 +23,10 @@ def find_duplicates(store: MemoryStore, threshold: float, neighbours: int = 10) 
     """Greedy by age: each pamphlet absorbs younger same-audience pamphlets above ``threshold``."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    store.sync()
     assigned: set[int] = set()
     groups = []
-    live = sorted(store._entries)
     with store.engine.connect() as conn:
-        for start in range(0, len(live), 2000):
-            part = live[start : start + 2000]
+        for part in _chunks(store.live_ids()):
             rows = conn.execute(
                 select(t.pamphlets.c.id, t.pamphlets.c.embedding, t.pamphlets.c.audience).where(t.pamphlets.c.id.in_(part))
             ).all()
@@ -40,8 +34,8 @@ def find_duplicates(store: MemoryStore, threshold: float, neighbours: int = 10) 
                 if row.id in assigned:
                     continue
                 vector = np.frombuffer(row.embedding, dtype=np.float32)
-                hits = store.search_vector(vector, k=neighbours, audience=row.audience, min_score=threshold)
-                members = [(h.pamphlet.id, h.score) for h in hits if h.pamphlet.id > row.id and h.pamphlet.id not in assigned]
+                hits = store.neighbours(vector, k=neighbours, audience=row.audience, min_score=threshold)
+                members = [(i, score) for i, score in hits if i > row.id and i not in assigned]
                 if members:
                     assigned.update(i for i, _ in members)
                     groups.append(MergeGroup(row.id, tuple(i for i, _ in members), tuple(s for _, s in members)))

@@ -151,7 +151,7 @@ class MemoryStore:
 
     def _bump(self, conn: Connection) -> int:
         conn.execute(update(t.store_state).where(t.store_state.c.id == 1).values(seq=t.store_state.c.seq + 1))
-        return int(conn.execute(select(t.store_state.c.seq)).scalar_one())
+        return self._db_seq(conn)
 
     def _db_seq(self, conn: Connection) -> int:
         return int(conn.execute(select(t.store_state.c.seq)).scalar_one())
@@ -173,28 +173,17 @@ class MemoryStore:
             if self.index_path.is_file() or self._entries:
                 if not self.notices:
                     self.notices.append(f"index file {self.index_path} is missing; rebuilt from SQL")
-            self._rebuild(index_kind or "flat", seq)
+            self._rebuild(index_kind or "flat", seq, self._entries)
             return
         index, meta, arrays = loaded
         wanted = index_kind or meta.get("kind", "flat")
-        if meta.get("embedding_model") != self.embedder.name or meta.get("dim") != self.embedder.dim:
-            self.notices.append(f"index was built with {meta.get('embedding_model')}; rebuilt for {self.embedder.name}")
-            self._rebuild(wanted, seq)
-            return
-        if wanted != index.kind:
-            self.notices.append(f"index kind changed from {index.kind} to {wanted}; rebuilt")
-            self._rebuild(wanted, seq)
+        problem = self._unusable(index, meta, arrays, wanted)
+        if problem:
+            self.notices.append(f"{problem}; rebuilt from SQL")
+            self._rebuild(wanted, seq, self._entries)
             return
         self._index = index
-        if "entry_ids" not in arrays or "entry_versions" not in arrays:
-            self.notices.append("index file lacks its version list; rebuilt from SQL")
-            self._rebuild(wanted, seq)
-            return
         indexed = dict(zip(arrays["entry_ids"].tolist(), arrays["entry_versions"].tolist()))
-        if set(indexed) != set(index.ids()):
-            self.notices.append("index file slot map and version list disagree; rebuilt from SQL")
-            self._rebuild(wanted, seq)
-            return
         stale = [i for i, e in self._entries.items() if indexed.get(i) != e.version]
         gone = [i for i in indexed if i not in self._entries]
         if stale or gone:
@@ -207,6 +196,18 @@ class MemoryStore:
             self._dirty = True
         self._index_seq = seq
         self._maybe_compact()
+
+    def _unusable(self, index: VectorIndex, meta: dict, arrays: dict[str, np.ndarray], wanted: str) -> str | None:
+        """Why a loaded index file cannot be brought up to date incrementally (None: it can)."""
+        if meta.get("embedding_model") != self.embedder.name or meta.get("dim") != self.embedder.dim:
+            return f"index was built with {meta.get('embedding_model')}, the store uses {self.embedder.name}"
+        if wanted != index.kind:
+            return f"index kind changed from {index.kind} to {wanted}"
+        if "entry_ids" not in arrays or "entry_versions" not in arrays:
+            return "index file lacks its version list"
+        if set(arrays["entry_ids"].tolist()) != set(index.ids()):
+            return "index file slot map and version list disagree"
+        return None
 
     def _live_entries(self, conn: Connection, ids: Sequence[int] | None = None) -> dict[int, _Entry]:
         """Filter metadata of live pamphlets (all, or ``ids``). This runs on every open, so it
@@ -241,10 +242,11 @@ class MemoryStore:
                 vectors = np.stack([np.frombuffer(r.embedding, dtype=np.float32) for r in rows])
                 self._index.upsert([r.id for r in rows], vectors)
 
-    def _rebuild(self, kind: IndexKind, seq: int) -> None:
+    def _rebuild(self, kind: IndexKind, seq: int, entries: dict[int, _Entry] | None = None) -> None:
+        """A fresh index from SQL; ``entries`` saves re-reading metadata the caller just read."""
         self._index = VectorIndex(self.embedder.dim, kind)
         with self.engine.connect() as conn:
-            self._entries = self._live_entries(conn)
+            self._entries = entries if entries is not None else self._live_entries(conn)
             self._index_vectors(conn, sorted(self._entries))
         self._index_seq = seq
         self._dirty = True
@@ -578,14 +580,15 @@ class MemoryStore:
         vector = self.embedder.encode([query])[0]
         return self.search_vector(vector, k, audience, tags, min_score)
 
-    def search_vector(
+    def neighbours(
         self,
         vector: np.ndarray,
         k: int = 5,
         audience: str | None = None,
         tags: Sequence[str] = (),
         min_score: float | None = None,
-    ) -> list[SearchHit]:
+    ) -> list[tuple[int, float]]:
+        """(id, cosine) of the nearest live pamphlets, filtered; no pamphlet rows are read."""
         self.sync()
         wanted_tags = frozenset(tags)
         allowed = None
@@ -600,13 +603,28 @@ class MemoryStore:
                     and wanted_tags <= entry.tags
                 )
 
-        hits = self._index.search(vector, k, allowed, min_score)
+        return self._index.search(vector, k, allowed, min_score)
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        k: int = 5,
+        audience: str | None = None,
+        tags: Sequence[str] = (),
+        min_score: float | None = None,
+    ) -> list[SearchHit]:
+        hits = self.neighbours(vector, k, audience, tags, min_score)
         pamphlets = {p.id: p for p in self.get_many([i for i, _ in hits])}
         return [
             SearchHit(pamphlet=pamphlets[i], score=score)
             for i, score in hits
             if i in pamphlets and not pamphlets[i].deleted
         ]
+
+    def live_ids(self) -> list[int]:
+        """Ids of every live pamphlet, as of the last sync."""
+        self.sync()
+        return sorted(self._entries)
 
     def history(self, pamphlet_id: int) -> list[PamphletVersion]:
         self.get(pamphlet_id)

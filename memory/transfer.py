@@ -118,7 +118,7 @@ def import_jsonl(
         batch = fresh[start : start + BATCH]
         items = [PamphletIn.model_validate(r.model_dump(include=set(PamphletIn.model_fields))) for r in batch]
         vectors = store._embed([item.text for item in items])
-        keep = [_kept_fields(r, taken, report) for r in batch]
+        keep = [_kept_fields(r, taken) for r in batch]
         ids = store._insert(items, vectors, changed_by, keep=keep, after=_history_writer(batch, changed_by))
         for record, new_id in zip(batch, ids):
             if isinstance(record, ExportRecord) and record.id != new_id:
@@ -130,7 +130,7 @@ def import_jsonl(
     return report
 
 
-def _kept_fields(record: PamphletIn | ExportRecord, taken: set[int], report: ImportReport) -> dict[str, Any]:
+def _kept_fields(record: PamphletIn | ExportRecord, taken: set[int]) -> dict[str, Any]:
     """Exported records keep their timestamps, version and deleted flag; their id if it is free."""
     if not isinstance(record, ExportRecord):
         return {}
