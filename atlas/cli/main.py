@@ -13,6 +13,7 @@ from rich.table import Table
 from atlas import __version__
 from atlas.cli.bench import bench_app
 from atlas.cli.cascade import cascade_app
+from atlas.cli.continual import cl_app
 from atlas.cli.common import CliState, console, err_console, print_json, state
 from atlas.cli.llm import llm_app
 from atlas.cli.memory import memory_app
@@ -31,6 +32,7 @@ app.add_typer(llm_app, name="llm")
 app.add_typer(memory_app, name="memory")
 app.add_typer(bench_app, name="bench")
 app.add_typer(cascade_app, name="cascade")
+app.add_typer(cl_app, name="cl")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 bench_app.command("atlas")(bench_atlas_command)

@@ -1,0 +1,1 @@
+"""Continual-learning scenarios, metrics, evaluation and reports (see `atlas cl run`)."""
