@@ -3,6 +3,7 @@ results.json, report.md, runs.jsonl and heat-maps in one folder."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 from benchmarks.continual.evaluation import ONLINE_BATCH_SIZE, TrainingPlan, compare
 from benchmarks.continual.report import markdown_table, plot_heatmaps, summarize_runs
-from benchmarks.continual.scenarios import SCENARIOS, Scenario, ScenarioError, check_scenario, permuted_digits, split_digits
+from benchmarks.continual.scenarios import SCENARIOS, SPLIT_DIGITS_CLASSES, Scenario, ScenarioError, check_scenario, permuted_digits, split_digits
 from policies.learners import GRADIENT_FREE, LEARNERS, make_learner
 
 DEFAULT_EPOCHS = 10
@@ -27,9 +28,13 @@ def parse_learners(text: str) -> tuple[str, ...]:
         return tuple(LEARNERS)
     if "all" in names:
         raise ScenarioError(f"--learners {text!r}: use all on its own, or list names from {', '.join(LEARNERS)}")
+    return check_learners(names, text)
+
+
+def check_learners(names: tuple[str, ...], given: str | None = None) -> tuple[str, ...]:
     unknown = [n for n in names if n not in LEARNERS]
     if unknown or not names:
-        raise ScenarioError(f"unknown learner(s) {', '.join(map(repr, unknown)) or repr(text)}; "
+        raise ScenarioError(f"unknown learner(s) {', '.join(map(repr, unknown)) or repr(given or '')}; "
                             f"choose from {', '.join(LEARNERS)} (comma-separated) or all")
     return names
 
@@ -50,7 +55,7 @@ class ComparisonOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resolved_protocol", check_scenario(self.scenario, self.protocol))
-        parse_learners(",".join(self.learners))
+        check_learners(self.learners)
         if self.seeds < 1:
             raise ScenarioError(f"--seeds must be at least 1, got {self.seeds}")
         if self.epochs < 1 or (self.batch_size is not None and self.batch_size < 1):
@@ -95,7 +100,7 @@ def run_comparison(options: ComparisonOptions, out: Path, cache_dir: Path | None
                    on_task: Callable[[], None] | None = None,
                    on_encode: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Run every learner on every seed and write the folder; returns what results.json holds."""
-    scenario_for_seed = scenario_factory(options, cache_dir, on_encode)
+    scenario_for_seed = functools.cache(scenario_factory(options, cache_dir, on_encode))  # built once per seed
     seeds = list(range(options.seeds))
     learners = {name: make_learner(name) for name in options.learners}
     runs = compare(learners, scenario_for_seed, seeds, options.plan, on_task)
@@ -114,7 +119,10 @@ def run_comparison(options: ComparisonOptions, out: Path, cache_dir: Path | None
 
 def task_count(options: ComparisonOptions) -> int:
     """Tasks per learner and seed, for progress bars."""
-    return {"split-digits": 5, "permuted-digits": options.tasks or DEFAULT_PERMUTATIONS, "text-domains": 2}[options.scenario]
+    from benchmarks.continual.text import DOMAINS
+
+    counts = {"split-digits": len(SPLIT_DIGITS_CLASSES), "permuted-digits": options.tasks or DEFAULT_PERMUTATIONS, "text-domains": len(DOMAINS)}
+    return counts[options.scenario]
 
 
 __all__ = ["SCENARIOS", "ComparisonOptions", "parse_learners", "run_comparison", "scenario_factory", "task_count"]

@@ -72,6 +72,16 @@ def initiating(image: str, pid: int | None, command_line: str | None, user: User
     }
 
 
+def device_columns(when: datetime, device: Device, action: str) -> Row:
+    """The leading columns every Device* event table shares."""
+    return {"Timestamp": iso(when), "DeviceId": device.device_id, "DeviceName": device.name, "ActionType": action}
+
+
+def file_columns(image: FileImage) -> Row:
+    """Name, full path and hashes of a file, as process and file events show them."""
+    return {"FileName": image.name, "FolderPath": f"{image.folder}\\{image.name}", "SHA1": image.sha1, "SHA256": image.sha256}
+
+
 def process_event(
     when: datetime,
     device: Device,
@@ -85,14 +95,8 @@ def process_event(
     parent_command: str | None = None,
 ) -> Row:
     return {
-        "Timestamp": iso(when),
-        "DeviceId": device.device_id,
-        "DeviceName": device.name,
-        "ActionType": "ProcessCreated",
-        "FileName": image.name,
-        "FolderPath": f"{image.folder}\\{image.name}",
-        "SHA1": image.sha1,
-        "SHA256": image.sha256,
+        **device_columns(when, device, "ProcessCreated"),
+        **file_columns(image),
         "ProcessId": pid,
         "ProcessCommandLine": command_line,
         "AccountDomain": netbios if user else "NT AUTHORITY",
@@ -117,10 +121,7 @@ def network_event(
     action: str = "ConnectionSuccess",
 ) -> Row:
     return {
-        "Timestamp": iso(when),
-        "DeviceId": device.device_id,
-        "DeviceName": device.name,
-        "ActionType": action,
+        **device_columns(when, device, action),
         "RemoteIP": remote_ip,
         "RemotePort": remote_port,
         "RemoteUrl": remote_url,
@@ -145,14 +146,8 @@ def file_event(
     command_line: str | None = None,
 ) -> Row:
     return {
-        "Timestamp": iso(when),
-        "DeviceId": device.device_id,
-        "DeviceName": device.name,
-        "ActionType": action,
-        "FileName": image.name,
-        "FolderPath": f"{image.folder}\\{image.name}",
-        "SHA1": image.sha1,
-        "SHA256": image.sha256,
+        **device_columns(when, device, action),
+        **file_columns(image),
         "FileSize": image.size,
         "PreviousFileName": previous_name,
         **initiating(process.name, pid, command_line, user, netbios),
@@ -172,10 +167,7 @@ def device_logon(
     admin: bool = False,
 ) -> Row:
     return {
-        "Timestamp": iso(when),
-        "DeviceId": device.device_id,
-        "DeviceName": device.name,
-        "ActionType": "LogonSuccess" if success else "LogonFailed",
+        **device_columns(when, device, "LogonSuccess" if success else "LogonFailed"),
         "LogonType": logon_type,
         "AccountDomain": netbios,
         "AccountName": user.name,

@@ -41,13 +41,14 @@ class OnlineEWC(NetworkLearner):
             self.task_sample_.add(X, y, task_id)
 
     def end_task(self, task_id: int) -> None:
-        X, y, tasks = self.task_sample_.stored()
-        fisher = self._fisher(*self.tensors(X, y, tasks))
+        x, _, mask = self.tensors(*self.task_sample_.stored())
+        fisher = self._fisher(x, mask)
         self.fisher_ = fisher if self.fisher_ is None else [self.gamma * old + new for old, new in zip(self.fisher_, fisher)]
         self.anchor_ = [p.detach().clone() for p in self.parameters_()]
         self.task_sample_ = None  # the task's examples are not kept
 
-    def _fisher(self, x: torch.Tensor, _y: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    def _fisher(self, x: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Mean squared gradient of the log-likelihood of labels sampled from the model (true Fisher)."""
         params = self.parameters_()
         fisher = [torch.zeros_like(p) for p in params]
         generator = torch.Generator().manual_seed(int(self.rng_.integers(2**31)))
