@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from benchmarks.investigation import database as database_module
+from benchmarks.investigation import sqlite_database as sqlite_module
 from benchmarks.investigation.database import (
     QueryFailed,
     QueryRefused,
@@ -278,7 +278,7 @@ def test_huge_values_fail_fast(db: SQLiteDatabase, sql: str, message: str) -> No
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="the memory watchdog reads /proc (Linux)")
 def test_rows_piling_up_in_memory_are_stopped(db: SQLiteDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(database_module, "_MEMORY_BUDGET_BYTES", 100_000_000)
+    monkeypatch.setattr(sqlite_module, "_MEMORY_BUDGET_BYTES", 100_000_000)
     sql = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r LIMIT 1000) SELECT hex(zeroblob(4999999 + n*0)) FROM r"
     start = time.monotonic()
     with pytest.raises(QueryFailed, match="needed more memory than the sandbox allows"):
@@ -358,7 +358,7 @@ def test_authorizer_refuses_what_the_lexical_check_would_miss(
 ) -> None:
     """The second line of defence holds alone: with the lexical check disabled, SQLite still refuses."""
     before = sha256(world_db)
-    monkeypatch.setattr(database_module, "_check", lambda statement, _dialect: (statement, "SELECT"))
+    monkeypatch.setattr(sqlite_module, "check_statement", lambda statement, _dialect: (statement, "SELECT"))
     with SQLiteDatabase(world_db) as opened:
         with pytest.raises(QueryRefused, match=reason):
             opened.execute(sql)
