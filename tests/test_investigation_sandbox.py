@@ -462,10 +462,12 @@ def test_open_database_errors_say_what_to_do(tmp_path: Path) -> None:
         open_database("mysql+pymysql://root@127.0.0.1:1/test")
 
 
-def test_sqlite_url_goes_through_sqlalchemy_read_only(world_db: Path) -> None:
+def test_sqlite_url_opens_the_worker_backed_sqlite_engine(world_db: Path) -> None:
     before = sha256(world_db)
+    with pytest.raises(DatabaseError, match="is a SQLite file; open it with open_database"):
+        SQLAlchemyDatabase(f"sqlite:///{world_db}")  # in-process SQLite could not stop a runaway function
     with open_database(f"sqlite:///{world_db}") as opened:
-        assert isinstance(opened, SQLAlchemyDatabase) and opened.dialect == "sqlite"
+        assert isinstance(opened, SQLiteDatabase) and opened.dialect == "sqlite"
         assert opened.table_names() == ["SchemaInfo", "SecurityAlert", "SigninLogs"]
         sql = "SELECT IPAddress FROM SigninLogs WHERE UserPrincipalName = :upn"
         assert opened.execute(sql, {"upn": "user3@contoso.com"}).rows == (("10.0.0.3",),)

@@ -1,8 +1,9 @@
-"""The server engine: any SQLAlchemy URL (MariaDB/MySQL, PostgreSQL, sqlite:///), each query in a read-only session.
+"""The server engine: a SQLAlchemy URL of a database server (MariaDB/MySQL, PostgreSQL), each query in a read-only session.
 
 Behind the lexical check (`sql_guard`), every pooled connection's session is read-only and each
-statement runs under the server's own statement time limit; a client-side deadline stops a
-wait for rows that arrive too late.
+statement runs under the server's own statement time limit. A statement still running
+`CUTOFF_GRACE_S` past its limit is cut off: its socket is shut down (so the client returns at
+once) and the server is asked to cancel it (PostgreSQL's cancel request, MariaDB/MySQL `KILL`).
 
 These guards are defence in depth, not a permission system. For a user's own server, connect
 as a least-privilege database user that can only read the log tables (e.g. MariaDB
@@ -13,8 +14,11 @@ reads whatever the user's grants allow, such as other schemas or `mysql.user`.
 
 from __future__ import annotations
 
+import logging
 import math
-import sqlite3
+import os
+import socket
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -34,9 +38,12 @@ from benchmarks.investigation.database_protocol import (
 )
 from benchmarks.investigation.errors import DatabaseError
 from benchmarks.investigation.sql_guard import READ_ONLY_HINT, check_statement
-from benchmarks.investigation.sqlite_database import GuardedConnection, connect_sqlite, resolve_sqlite_path, sqlite_error
 
-_CLIENT_GRACE_S = 1.0  # the server's own limit should fire first; this only stops a client-side wait
+log = logging.getLogger(__name__)
+
+# The server's own limit should fire first. A statement still running this long past its limit (a
+# function that ignores the limit, such as MariaDB's REGEXP_REPLACE on a long string) is cut off.
+CUTOFF_GRACE_S = 0.5
 _MYSQL_TIMEOUT_CODES = frozenset({1969, 3024})  # MariaDB max_statement_time, MySQL max_execution_time
 _MYSQL_READ_ONLY_CODES = frozenset({1792})  # cannot execute statement in a READ ONLY transaction
 _PG_TIMEOUT_STATE = "57014"  # query_canceled
@@ -65,8 +72,33 @@ def _abandon(connection: Connection, result: CursorResult[Any]) -> None:
     connection.invalidate()
 
 
+class _Cutoff:
+    """A timer that cuts off one statement if it is still running at `seconds` (see `SQLAlchemyDatabase.cut_off`)."""
+
+    def __init__(self, database: SQLAlchemyDatabase, dbapi_connection: Any, seconds: float) -> None:
+        self.fired = False
+        self._database = database
+        self._dbapi_connection = dbapi_connection
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Cutoff:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self._database.cut_off(self._dbapi_connection)
+        except Exception as error:  # the socket is already closed, or the server is gone: the wait ends either way
+            log.warning("cutting off an overdue statement on %s: %s", self._database.url, error)
+
+
 class SQLAlchemyDatabase:
-    """Any SQLAlchemy URL, each query in a read-only session with a server-side statement time limit.
+    """A database server's SQLAlchemy URL, each query in a read-only session with a server-side statement time limit.
 
     `read_timeout_s` is a client-side safety net for MySQL drivers: a socket read that waits
     longer (a server that ignores its limit) fails instead of hanging. Keep time limits below it.
@@ -91,10 +123,10 @@ class SQLAlchemyDatabase:
         elif self.dialect == "postgresql" and driver in ("", "psycopg2", "psycopg"):
             connect_args = {"connect_timeout": connect_timeout_s}
         elif self.dialect == "sqlite":
-            if not parsed.database or parsed.database == ":memory:":
-                raise DatabaseError(f"{self.url} names no file; write sqlite:///path/to/world.db")
-            path = resolve_sqlite_path(parsed.database)
-            options["creator"] = lambda: connect_sqlite(path)
+            raise DatabaseError(
+                f"{self.url} is a SQLite file; open it with open_database() or SQLiteDatabase, "
+                "which run its statements in a worker process that can be stopped"
+            )
         try:
             self._engine: Engine = create_engine(parsed, connect_args=connect_args, **options)
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as error:
@@ -110,8 +142,9 @@ class SQLAlchemyDatabase:
         except sa_exc.SQLAlchemyError as error:
             self._engine.dispose()
             cause = _dbapi_message(error.orig) if isinstance(error, sa_exc.DBAPIError) else str(error)
-            advice = "the file" if self.dialect == "sqlite" else "that the server runs and the URL, user and database"
-            raise DatabaseError(f"cannot connect to {self.url}: {cause}; check {advice}") from error
+            raise DatabaseError(
+                f"cannot connect to {self.url}: {cause}; check that the server runs and the URL, user and database"
+            ) from error
 
     def _configure_session(self, dbapi_connection: Any, _record: Any) -> None:
         """Every pooled connection's session is read-only: a second guard behind the lexical check."""
@@ -129,7 +162,7 @@ class SQLAlchemyDatabase:
         dbapi_connection.commit()
 
     def _arm(self, connection: Connection, time_limit_s: float) -> None:
-        """Set this statement's time limit in the session (or on the SQLite connection)."""
+        """Set this statement's time limit in the session."""
         milliseconds = max(1, math.ceil(time_limit_s * 1000))
         if self.dialect == "mysql":
             if self.is_mariadb:
@@ -138,14 +171,6 @@ class SQLAlchemyDatabase:
                 connection.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds}")
         elif self.dialect == "postgresql":
             connection.exec_driver_sql(f"SET statement_timeout = {milliseconds}")
-        elif self.dialect == "sqlite":
-            self._sqlite_connection(connection).arm(time_limit_s)
-
-    @staticmethod
-    def _sqlite_connection(connection: Connection) -> GuardedConnection:
-        raw = connection.connection.dbapi_connection
-        assert isinstance(raw, GuardedConnection)
-        return raw
 
     def execute(
         self,
@@ -162,16 +187,18 @@ class SQLAlchemyDatabase:
         start = time.monotonic()
         try:
             with self._engine.connect() as connection:
+                cutoff = _Cutoff(self, connection.connection.dbapi_connection, time_limit_s + CUTOFF_GRACE_S)
                 try:
-                    return self._run(connection, statement, params, stream, time_limit_s, row_limit, count_limit, start)
+                    with cutoff:
+                        return self._run(connection, statement, params, stream, time_limit_s, row_limit, count_limit, start)
                 except sa_exc.StatementError as error:
+                    if cutoff.fired:
+                        connection.invalidate()
+                        raise QueryTimeout(f"the statement ran longer than {time_limit_s} s and was cut off") from error
                     raise self._translate(error, connection, time_limit_s) from error
-                except MemoryError as error:  # SQLite's heap limit (SQLITE_NOMEM), or a result too big to hold
+                except MemoryError as error:  # a result too big to hold
                     connection.invalidate()
                     raise QueryFailed(OUT_OF_MEMORY) from error
-                finally:
-                    if self.dialect == "sqlite" and not connection.invalidated:
-                        self._sqlite_connection(connection).disarm()
         except sa_exc.DBAPIError as error:  # while connecting
             raise DatabaseError(f"lost the connection to {self.url}: {_dbapi_message(error.orig)}") from error
 
@@ -196,7 +223,7 @@ class SQLAlchemyDatabase:
             result.close()
             return QueryResult((), (), 0, False, time.monotonic() - start)
         columns = tuple(result.keys())
-        deadline = start + time_limit_s + _CLIENT_GRACE_S
+        deadline = start + time_limit_s + CUTOFF_GRACE_S
         try:
             rows, total, more = collect_rows(result.fetchmany, row_limit, count_limit, deadline)
         except QueryTimeout:
@@ -212,8 +239,6 @@ class SQLAlchemyDatabase:
         """Map a driver error to QueryTimeout, QueryRefused, QueryFailed, or DatabaseError for a lost server."""
         timeout = QueryTimeout(f"the statement ran longer than {time_limit_s} s and was stopped")
         original = error.orig
-        if self.dialect == "sqlite" and isinstance(original, (sqlite3.Error, sqlite3.Warning)):
-            return sqlite_error(original, self._sqlite_connection(connection), time_limit_s)
         if not isinstance(error, sa_exc.DBAPIError) or original is None:
             return QueryFailed(str(original or error))
         code = original.args[0] if original.args and isinstance(original.args[0], int) else None
@@ -229,6 +254,19 @@ class SQLAlchemyDatabase:
         if error.connection_invalidated:
             return DatabaseError(f"lost the connection to {self.url}: {message}; check that the server is running")
         return QueryFailed(message)
+
+    def cut_off(self, dbapi_connection: Any) -> None:
+        """Stop waiting for a statement the server did not stop: ask the server to cancel it, shut the socket."""
+        thread_id = dbapi_connection.thread_id() if self.dialect == "mysql" else None
+        if self.dialect == "postgresql":
+            dbapi_connection.cancel()
+        raw_socket = getattr(dbapi_connection, "_sock", None)  # pymysql
+        descriptor = raw_socket.fileno() if raw_socket is not None else dbapi_connection.fileno()  # psycopg2
+        with socket.socket(fileno=os.dup(descriptor)) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        if thread_id is not None:
+            with self._engine.connect() as other:
+                other.exec_driver_sql(f"KILL {int(thread_id)}")
 
     def table_names(self) -> list[str]:
         inspector = inspect(self._engine)

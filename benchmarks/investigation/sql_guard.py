@@ -30,13 +30,24 @@ _WRITE_WORDS = re.compile(
 _LOCKING = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+)?(?:UPDATE|SHARE|KEY\s+SHARE)\b|\bLOCK\s+IN\s+SHARE\s+MODE\b")
 _INTO_FILE = re.compile(r"\bINTO\s+(?:OUTFILE|DUMPFILE)\b")
 _INTO = re.compile(r"\bINTO\b")
+# SQLite functions that reach outside the data (the SQLite authorizer refuses the same names), and why.
+SQLITE_DENIED_FUNCTIONS = {
+    "load_extension": "loads native code into the database engine",
+    "fts3_tokenizer": "returns or registers a memory address (a pointer), not data",
+    "fts5": "exchanges memory addresses (pointers) with the engine, not data",
+    "sqlite_log": "writes to the engine's error log",
+    "rtreenode": "is an r-tree debugging function that decodes raw index blobs",
+    "rtreedepth": "is an r-tree debugging function that decodes raw index blobs",
+    "rtreecheck": "is an r-tree debugging function",
+    "optimize": "rewrites a full-text index",
+}
 _SERVER_FILE_FUNCTIONS = {
     "mysql": re.compile(r"\b(LOAD_FILE)\s*\("),
     "postgresql": re.compile(
         r"\b(PG_READ_FILE|PG_READ_BINARY_FILE|PG_LS_DIR|PG_STAT_FILE|LO_IMPORT|LO_EXPORT|DBLINK\w*|SET_CONFIG"
         r"|PG_TERMINATE_BACKEND|PG_CANCEL_BACKEND|PG_RELOAD_CONF)\s*\("
     ),
-    "sqlite": re.compile(r"\b(LOAD_EXTENSION)\s*\("),
+    "sqlite": re.compile(rf"\b({'|'.join(map(str.upper, SQLITE_DENIED_FUNCTIONS))})\s*\("),
 }
 # Server functions that escape the per-statement guards: a named lock outlives the statement on
 # the pooled session (and blocks others); BENCHMARK() swallows the statement time limit and
@@ -52,11 +63,11 @@ _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_]\w*)?\$")
 _PRAGMA = re.compile(r"PRAGMA\s+(?:\w+\s*\.\s*)?(\w+)\s*(=|\()?", re.IGNORECASE)
 
 # PRAGMAs an investigator may run; the first group takes a table/index name, which is not a setting.
-_PRAGMAS_WITH_ARGUMENT = frozenset(
+PRAGMAS_WITH_ARGUMENT = frozenset(
     {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
      "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check"}
 )  # fmt: skip
-_PRAGMAS_READABLE = _PRAGMAS_WITH_ARGUMENT | {
+PRAGMAS_READABLE = PRAGMAS_WITH_ARGUMENT | {
     "database_list", "collation_list", "function_list", "module_list", "pragma_list", "compile_options",
     "encoding", "page_count", "page_size", "freelist_count", "user_version", "application_id",
     "schema_version", "data_version", "journal_mode", "query_only", "foreign_keys",
@@ -71,9 +82,9 @@ def _family(dialect: str) -> str:
 def pragma_refusal(name: str, value: str | None) -> str | None:
     """Why a PRAGMA is refused, or None: only reading pragmas pass, a value sets a setting."""
     name = name.lower()
-    if name not in _PRAGMAS_READABLE:
+    if name not in PRAGMAS_READABLE:
         return f"PRAGMA {name} is not allowed; only reading pragmas such as PRAGMA table_info(SigninLogs) are"
-    if value is not None and name not in _PRAGMAS_WITH_ARGUMENT:
+    if value is not None and name not in PRAGMAS_WITH_ARGUMENT:
         return f"PRAGMA {name} with a value changes a setting; {READ_ONLY_HINT}"
     return None
 
@@ -213,7 +224,9 @@ def check_statement(sql: str, dialect: str) -> tuple[str, str]:
     functions = _SERVER_FILE_FUNCTIONS.get(dialect)
     forbidden = functions.search(upper) if functions else None
     if forbidden:
-        raise QueryRefused(f"{forbidden.group(1).lower()}() reaches outside the log tables and is not allowed")
+        name = forbidden.group(1).lower()
+        why = SQLITE_DENIED_FUNCTIONS.get(name, "reaches outside the log tables")
+        raise QueryRefused(f"{name}() is not allowed: it {why}")
     session = _SERVER_SESSION_FUNCTIONS.get(dialect)
     escaping = session.search(upper) if session else None
     if escaping:
