@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.investigation.errors import QuestionFileError
-from benchmarks.investigation.excytin import is_excytin_file, load_excytin_questions
+from benchmarks.investigation.excytin import load_excytin_questions
+from benchmarks.investigation.question_formats import is_excytin_file
 from benchmarks.investigation.question_files import read_answers, read_questions
 
 
