@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ _OTHER_BOMS = {
     codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32", codecs.BOM_UTF16_LE: "UTF-16", codecs.BOM_UTF16_BE: "UTF-16",
 }  # fmt: skip
 _SPACE = " \t\r\n"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class _Decoder:
 def _surrogate(value: Any) -> str | None:
     """The first unpaired surrogate in any string of the value (valid JSON escapes, not valid Unicode)."""
     if isinstance(value, str):
-        return next((f"\\u{ord(c):04x}" for c in value if "\ud800" <= c <= "\udfff"), None)
+        found = _SURROGATE.search(value)
+        return f"\\u{ord(found.group()):04x}" if found else None
     if isinstance(value, dict):
         items = [*value.keys(), *value.values()]
     elif isinstance(value, list):
@@ -110,7 +113,7 @@ def _list_records(path: Path, text: str) -> Iterator[RawRecord]:
         if position < len(text) and text[position] == "]":
             rest = _skip_space(text, position + 1)
             if rest < len(text):
-                raise QuestionFileError(f"{path}, line {text.count(chr(10), 0, rest) + 1}: unexpected text after the list's closing ']'")
+                raise _NotOneList
             return
         try:
             value, end = decoder.decode(text, position)
@@ -154,8 +157,12 @@ def _line_records(path: Path, raw: bytes) -> Iterator[RawRecord]:
             yield _record(number, value, decoder.duplicates)
 
 
-def read_records(path: Path) -> tuple[str, list[RawRecord]]:
-    """("list" or "lines", the records): a file whose text starts with '[' is a JSON list, else JSONL."""
+class _NotOneList(Exception):
+    """Text follows the list's closing ']': the file may be JSONL whose first record is a list."""
+
+
+def read_records(path: Path, form: str | None = None) -> tuple[str, list[RawRecord]]:
+    """("list" or "lines", the records). Without a `form`, a file whose text is one JSON list is a list, else JSONL."""
     if not path.is_file():
         raise QuestionFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     try:
@@ -163,9 +170,14 @@ def read_records(path: Path) -> tuple[str, list[RawRecord]]:
     except OSError as error:
         raise QuestionFileError(f"{path}: cannot read the file ({error.strerror})") from None
     body = raw.removeprefix(codecs.BOM_UTF8)
-    if body.lstrip(_SPACE.encode()).startswith(b"["):
-        form, records = "list", list(_list_records(path, _text(path, raw)))
-    else:
+    records = None
+    if form != "lines" and body.lstrip(_SPACE.encode()).startswith(b"["):
+        try:
+            form, records = "list", list(_list_records(path, _text(path, raw)))
+        except _NotOneList:
+            if form == "list":
+                raise QuestionFileError(f"{path}: unexpected text after the list's closing ']'") from None
+    if records is None:
         _text_encoding_check(path, raw)
         form, records = "lines", list(_line_records(path, body))
         if len(records) > 1 and all(r.problem for r in records) and body.lstrip(_SPACE.encode()).startswith(b"{"):

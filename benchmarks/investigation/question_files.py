@@ -106,7 +106,7 @@ def atlas_questions(path: Path, records: list[RawRecord]) -> QuestionSet:
 
 def read_question_set(path: Path) -> QuestionSet:
     """This benchmark's own JSONL questions: the good ones, and each bad line with its reason."""
-    return atlas_questions(path, read_records(path)[1])
+    return atlas_questions(path, read_records(path, "lines")[1])
 
 
 def read_questions(path: Path) -> list[Question]:
