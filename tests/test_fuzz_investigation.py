@@ -118,7 +118,7 @@ def test_sql_guard_properties(sandbox: tuple[SQLiteDatabase, Path, Path], sql: s
     assert _digest(world.parent) == before, sql  # nothing written, no journal left
     if outcome == "ok":
         statement = check_sql(sql, "sqlite")
-        assert sqlite3.complete_statement(statement + ";"), sql
+        assert sqlite3.complete_statement(statement + "\n;"), sql
         assert _replay_changes_nothing(scratch, statement), sql
     assert database.execute("SELECT count(*) FROM SigninLogs").rows == ((ROWS,),)  # no state left in the session
     assert database.execute("PRAGMA query_only").rows == ((1,),)

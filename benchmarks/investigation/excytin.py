@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from benchmarks.investigation.answer_types import infer_answer_type
 from benchmarks.investigation.json_records import RawRecord, read_records
 from benchmarks.investigation.models import AnswerType, Question, SolutionStep
-from benchmarks.investigation.question_files import QuestionSet, SkippedRecord, problems
+from benchmarks.investigation.question_files import QuestionSet, SkippedRecord, problems, unusable
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,7 @@ def excytin_questions(path: Path, records: list[RawRecord], incident: int | str 
     default = _incident_of(path, incident)
     result = QuestionSet(path, "excytin")
     for index, record in enumerate(records):
-        reason = record.problem
-        if reason is None and not isinstance(record.value, dict):
-            reason = f"expected a JSON object, got {type(record.value).__name__}"
+        reason = unusable(record)
         if reason is None:
             try:
                 parsed = ExcytinRecord.model_validate(record.value)

@@ -71,6 +71,13 @@ class QuestionSet:
         return self
 
 
+def unusable(record: RawRecord) -> str | None:
+    """Why a record cannot be a question before its fields are looked at (unreadable, or not an object)."""
+    if record.problem is None and not isinstance(record.value, dict):
+        return f"expected a JSON object, got {type(record.value).__name__}"
+    return record.problem
+
+
 def problems(error: ValidationError) -> str:
     """A pydantic error as 'field: message; ...', short enough to print."""
     text = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors())
@@ -85,9 +92,7 @@ def write_questions(questions: Iterable[Question], path: Path) -> None:
 def atlas_questions(path: Path, records: list[RawRecord]) -> QuestionSet:
     result, seen = QuestionSet(path, "atlas-jsonl"), {}
     for record in records:
-        reason = record.problem
-        if reason is None and not isinstance(record.value, dict):
-            reason = f"expected a JSON object, got {type(record.value).__name__}"
+        reason = unusable(record)
         if reason is None:
             try:
                 question = Question.model_validate(record.value)
