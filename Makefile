@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow test-fuzz clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+test-fuzz: $(STAMP)
+	ATLAS_FUZZ=nightly $(PY) -m pytest tests/test_fuzz_investigation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

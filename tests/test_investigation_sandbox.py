@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from benchmarks.investigation import database as database_module
+from benchmarks.investigation import sqlite_database as sqlite_module
 from benchmarks.investigation.database import (
     QueryFailed,
     QueryRefused,
@@ -278,7 +278,7 @@ def test_huge_values_fail_fast(db: SQLiteDatabase, sql: str, message: str) -> No
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="the memory watchdog reads /proc (Linux)")
 def test_rows_piling_up_in_memory_are_stopped(db: SQLiteDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(database_module, "_MEMORY_BUDGET_BYTES", 100_000_000)
+    monkeypatch.setattr(sqlite_module, "_MEMORY_BUDGET_BYTES", 100_000_000)
     sql = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r LIMIT 1000) SELECT hex(zeroblob(4999999 + n*0)) FROM r"
     start = time.monotonic()
     with pytest.raises(QueryFailed, match="needed more memory than the sandbox allows"):
@@ -358,7 +358,7 @@ def test_authorizer_refuses_what_the_lexical_check_would_miss(
 ) -> None:
     """The second line of defence holds alone: with the lexical check disabled, SQLite still refuses."""
     before = sha256(world_db)
-    monkeypatch.setattr(database_module, "_check", lambda statement, _dialect: (statement, "SELECT"))
+    monkeypatch.setattr(sqlite_module, "check_statement", lambda statement, _dialect: (statement, "SELECT"))
     with SQLiteDatabase(world_db) as opened:
         with pytest.raises(QueryRefused, match=reason):
             opened.execute(sql)
@@ -462,10 +462,12 @@ def test_open_database_errors_say_what_to_do(tmp_path: Path) -> None:
         open_database("mysql+pymysql://root@127.0.0.1:1/test")
 
 
-def test_sqlite_url_goes_through_sqlalchemy_read_only(world_db: Path) -> None:
+def test_sqlite_url_opens_the_worker_backed_sqlite_engine(world_db: Path) -> None:
     before = sha256(world_db)
+    with pytest.raises(DatabaseError, match="is a SQLite file; open it with open_database"):
+        SQLAlchemyDatabase(f"sqlite:///{world_db}")  # in-process SQLite could not stop a runaway function
     with open_database(f"sqlite:///{world_db}") as opened:
-        assert isinstance(opened, SQLAlchemyDatabase) and opened.dialect == "sqlite"
+        assert isinstance(opened, SQLiteDatabase) and opened.dialect == "sqlite"
         assert opened.table_names() == ["SchemaInfo", "SecurityAlert", "SigninLogs"]
         sql = "SELECT IPAddress FROM SigninLogs WHERE UserPrincipalName = :upn"
         assert opened.execute(sql, {"upn": "user3@contoso.com"}).rows == (("10.0.0.3",),)

@@ -1,4 +1,4 @@
-"""`atlas bench soc ...`: the investigation benchmark (generate, validate, grade, show, load-db, export, query)."""
+"""`atlas bench soc ...`: the investigation benchmark (generate, validate, grade, inspect, show, load-db, export, query)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,31 @@ from collections import Counter
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from atlas.cli.common import console, err_console, print_json, write_json
+from atlas.cli.common import console, err_console, print_json, state, write_json
 
 bench_app = typer.Typer(help="Benchmarks: the synthetic security-operations investigation benchmark.", no_args_is_help=True)
 soc_app = typer.Typer(help="Synthetic SOC world: log database, investigation questions, grader, SQL sandbox.", no_args_is_help=True)
 bench_app.add_typer(soc_app, name="soc")
 
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
+STRICT_HELP = "fail on the first record that is not a usable question (default: skip it and list it)"
 DB_HELP = "SQLAlchemy URL or SQLite file to query instead of DIR/world.db (e.g. mysql+pymysql://root@127.0.0.1:3306/test)"
+
+
+def _warn_skipped(summary: dict) -> None:
+    """A warning table of the records a question file could not use (on stderr, so --json stays clean)."""
+    if not summary["skipped"]:
+        return
+    table = Table(title=f"{summary['skipped']} record(s) of {escape(summary['file'])} skipped", title_style="yellow")
+    table.add_column("line", justify="right")
+    table.add_column("reason")
+    for record in summary["skipped_records"]:
+        table.add_row(str(record["line"]), escape(record["reason"]))
+    err_console.print(table)
 
 
 def _progress() -> Progress:
@@ -65,6 +79,7 @@ def validate(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     questions: Path | None = typer.Option(None, "--questions", help="question file (ours or ExCyTIn format; default DIR/questions.jsonl)"),
     out: Path | None = typer.Option(None, "--out", help="results file (default DIR/results.json)"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the reference solver on every question (from its context alone) and report the answerable fraction."""
@@ -72,7 +87,8 @@ def validate(
 
     with _progress() as bar:
         task = bar.add_task("solving", total=None)
-        results = run_validate(folder, db, questions, progress=lambda n, total: bar.update(task, completed=n, total=total))
+        results = run_validate(folder, db, questions, progress=lambda n, total: bar.update(task, completed=n, total=total), strict=strict)
+    _warn_skipped(results["questions_file"])
     target = out or folder / "results.json"
     write_json(target, results)
     if as_json:
@@ -86,28 +102,45 @@ def validate(
 
 @soc_app.command()
 def grade(
+    ctx: typer.Context,
     questions: Path = typer.Option(..., "--questions", help="question file (ours or ExCyTIn format)"),
     answers: Path = typer.Option(..., "--answers", help='JSONL: {"id": ..., "answer": ..., "observations": [...]} per line'),
     out: Path | None = typer.Option(None, "--out", help="write per-question grades and the summary here (JSON)"),
     decay: float = typer.Option(0.4, "--decay", help="partial credit factor per solution step back from the last"),
+    judge: str | None = typer.Option(None, "--judge", help="also judge final answers with this model, as ExCyTIn does (e.g. openai:gpt-4o-mini); off by default"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Score a file of answers: normalised match, else decayed partial credit for observed solution steps."""
+    """Score a file of answers: normalised match (or an LLM judge's verdict), else decayed partial credit for observed solution steps."""
     from benchmarks.investigation.errors import QuestionFileError
     from benchmarks.investigation.grader import Grader
     from benchmarks.investigation.question_files import read_answers
     from benchmarks.investigation.validate import load_any_questions
 
-    by_id = {q.id: q for q in load_any_questions(questions)}
-    grader = Grader(decay=decay)
+    loaded = load_any_questions(questions, strict)
+    by_id = {q.id: q for q in loaded.questions}
+    submitted_answers = read_answers(answers)
+    for submitted in submitted_answers:  # every id is checked before any judge call is paid for
+        if submitted.id not in by_id:
+            skipped = f" ({len(loaded.skipped)} record(s) of it were skipped)" if loaded.skipped else ""
+            raise QuestionFileError(f"{answers}: answer for unknown question id {submitted.id!r} (not in {questions}{skipped})")
+    grader = Grader(decay=decay, judge=_make_judge(ctx, judge) if judge else None)
     graded = []
-    for submitted in read_answers(answers):
-        question = by_id.get(submitted.id)
-        if question is None:
-            raise QuestionFileError(f"{answers}: answer for unknown question id {submitted.id!r} (not in {questions})")
-        result = grader.grade(question, submitted.answer, submitted.observations)
-        graded.append({"id": submitted.id, "difficulty": question.difficulty, **result.to_dict()})
-    summary = _grade_summary(graded, len(by_id))
+    with _progress() as bar:
+        task = bar.add_task("grading", total=len(submitted_answers))
+        for submitted in submitted_answers:
+            question = by_id[submitted.id]
+            assessment = grader.assess(question, submitted.answer, submitted.observations)
+            row = {"id": submitted.id, "difficulty": question.difficulty, "answer_type": question.answer_type,
+                   **assessment.grade.to_dict(), "normalised_match": assessment.matched}  # fmt: skip
+            if grader.judge is not None:
+                row["judge"] = assessment.judgement.to_dict() if assessment.judgement else None
+            graded.append(row)
+            bar.update(task, advance=1)
+    summary = _grade_summary(graded, len(by_id)) | {"questions_file": loaded.summary()}
+    if grader.judge is not None:
+        summary["judge"] = _judge_summary(graded, grader.judge.llm)
+    _warn_skipped(loaded.summary())
     if out:
         write_json(out, {"summary": summary, "grades": graded})
     if as_json:
@@ -120,6 +153,38 @@ def grade(
         table.add_row(difficulty, str(row["answers"]), f"{row['success_rate']:.3f}", f"{row['mean_reward']:.3f}")
     table.add_row("all", str(summary["answered"]), f"{summary['success_rate']:.3f}", f"{summary['mean_reward']:.3f}")
     console.print(table)
+    if "judge" in summary:
+        j = summary["judge"]
+        console.print(f"judge {escape(j['model'])}: {j['judged']} judged, {j['no_verdict']} without a verdict (graded by the match); "
+                      f"agrees with the normalised match on {j['agree']}/{j['judged']} ({j['agreement_rate']:.3f}); "
+                      f"{j['calls']} calls, {j['tokens']:,} tokens, ${j['cost_usd']:.4f}", highlight=False)
+
+
+def _make_judge(ctx: typer.Context, spec: str):  # type: ignore[no-untyped-def]
+    from atlas.llm import make_llm
+    from benchmarks.investigation.judge import AnswerJudge
+
+    return AnswerJudge(make_llm(spec, state(ctx).settings))
+
+
+def _judge_summary(graded: list[dict], llm) -> dict:  # type: ignore[no-untyped-def]
+    """How often the judge and the normalised match agree, and what the judge cost (from its meter)."""
+    verdicts = [(r["judge"]["verdict"], r["normalised_match"]) for r in graded if r.get("judge")]
+    judged = [(v, m) for v, m in verdicts if v is not None]
+    agree = sum(v == m for v, m in judged)
+    totals = llm.meter.totals()
+    return {
+        "model": llm.model,
+        "judged": len(judged),
+        "no_verdict": len(verdicts) - len(judged),
+        "agree": agree,
+        "agreement_rate": agree / len(judged) if judged else 0.0,
+        "judge_only": sum(v and not m for v, m in judged),
+        "match_only": sum(m and not v for v, m in judged),
+        "calls": totals.calls,
+        "tokens": totals.total_tokens,
+        "cost_usd": totals.cost_usd,
+    }
 
 
 def _grade_summary(graded: list[dict], questions: int) -> dict:
@@ -140,6 +205,48 @@ def _grade_summary(graded: list[dict], questions: int) -> dict:
         "mean_reward": overall["mean_reward"],
         "by_difficulty": {str(d): stats([r for r in graded if r["difficulty"] == d]) for d in difficulties},
     }
+
+
+@soc_app.command()
+def inspect(
+    files: list[Path] = typer.Argument(..., help="question files or folders of them (*.json, *.jsonl), ours or ExCyTIn-Bench's"),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Per question file: questions loaded and skipped (with line and reason), inferred answer types, and how
+    many answers grade 1.0 against themselves and common surface variants of themselves."""
+    from benchmarks.investigation.answer_variants import self_consistency
+    from benchmarks.investigation.errors import QuestionFileError
+    from benchmarks.investigation.validate import load_any_questions
+
+    paths = [p for f in files for p in (sorted([*f.glob("*.json"), *f.glob("*.jsonl")]) if f.is_dir() else [f])]
+    if not paths:
+        raise QuestionFileError(f"no question files (*.json, *.jsonl) in {', '.join(map(str, files))}")
+    reports, everything = [], []
+    for path in paths:
+        loaded = load_any_questions(path, strict)
+        everything.extend(loaded.questions)
+        reports.append(loaded.summary() | {"answer_types": dict(Counter(q.answer_type for q in loaded.questions).most_common())})
+    consistency = self_consistency(everything)
+    if as_json:
+        print_json({"files": reports, "self_consistency": consistency})
+        return
+    table = Table(title=f"{len(everything)} questions in {len(reports)} file(s)")
+    table.add_column("file", overflow="fold")
+    for column in ("format", "loaded", "skipped", "answer types"):
+        table.add_column(column, justify="right" if column in ("loaded", "skipped") else "left")
+    for report in reports:
+        types = ", ".join(f"{name} {count}" for name, count in report["answer_types"].items())
+        table.add_row(escape(Path(report["file"]).name), report["format"], str(report["loaded"]), str(report["skipped"]), types)
+    console.print(table)
+    for report in reports:
+        _warn_skipped(report)
+    variants = Table(title="grader self-consistency: answers that grade 1.0 against themselves written another way")
+    for column in ("variant", "questions", "graded 1.0", "share"):
+        variants.add_column(column, justify="left" if column == "variant" else "right")
+    for name, row in consistency.items():
+        variants.add_row(escape(name), str(row["questions"]), str(row["graded_1"]), f"{row['share']:.3f}")
+    console.print(variants)
 
 
 @soc_app.command()

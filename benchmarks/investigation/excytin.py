@@ -4,25 +4,35 @@ ExCyTIn question files are JSON lists (or JSONL) of objects with `context`, `que
 `solution` (sentences with the revealed values in backticks), `start_alert`, `end_alert`,
 `start_entities`, `end_entities` and `shortest_alert_path` (alternating alert and entity nodes).
 Run them against the user's own log database through a SQLAlchemy URL (MySQL in their set-up).
+
+Real files hold imperfect records (one of incident 166's has an empty `question`): every good
+record loads, and each bad one is skipped and reported with its file, line and reason
+(`load_excytin`), never dropped or altered silently. A missing or NaN `context` counts as an
+empty one; the answer type, which the files do not state, is inferred from the answer and its
+question (`answer_types`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from benchmarks.investigation.errors import QuestionFileError
+from benchmarks.investigation.answer_types import infer_answer_type
+from benchmarks.investigation.json_records import RawRecord, read_records
 from benchmarks.investigation.models import AnswerType, Question, SolutionStep
+from benchmarks.investigation.question_files import QuestionSet, SkippedRecord, problems, unusable
+
+log = logging.getLogger(__name__)
 
 BACKTICKED = re.compile(r"`([^`]+)`")
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ tT]\d{2}:\d{2}")
-IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 INCIDENT_IN_NAME = re.compile(r"incident_(\d+)")
 
 
@@ -31,9 +41,9 @@ class ExcytinRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    context: str = Field(min_length=1)
+    context: str = ""
     question: str = Field(min_length=1)
-    answer: str
+    answer: str = Field(min_length=1)
     solution: list[str] = Field(default_factory=list)
     start_alert: int | str | None = None
     end_alert: int | str | None = None
@@ -43,6 +53,18 @@ class ExcytinRecord(BaseModel):
     incident_number: int | str | None = None
     # not in ExCyTIn's files; written by `to_excytin` so our own questions keep their normalisation
     answer_type: AnswerType | None = None
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _no_context(cls, value: Any) -> Any:
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    @field_validator("question", "answer", mode="after")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is blank")
+        return value
 
     @field_validator("answer", mode="before")
     @classmethod
@@ -63,18 +85,6 @@ def step_value(sentence: str) -> str | None:
     return (named or values or [None])[-1]
 
 
-def guess_answer_type(answer: str) -> str:
-    """Pick the normalisation that fits the answer's shape; anything else is compared as text."""
-    text = answer.strip().strip("`")
-    if IPV4.match(text) or (":" in text and re.fullmatch(r"[0-9a-fA-F:]+", text) and text.count(":") >= 2):
-        return "ip"
-    if SHA256.match(text):
-        return "sha256"
-    if re.match(r"^(https?|hxxps?)://", text, re.I):
-        return "url"
-    return "text"
-
-
 def to_question(record: ExcytinRecord, incident: int | str, index: int) -> Question:
     steps = [SolutionStep(lookup=re.sub(BACKTICKED, "`…`", s), value=step_value(s)) for s in record.solution]
     if steps and steps[-1].value is None:
@@ -87,7 +97,7 @@ def to_question(record: ExcytinRecord, incident: int | str, index: int) -> Quest
         context=record.context,
         question=record.question,
         answer=record.answer,
-        answer_type=record.answer_type or guess_answer_type(record.answer),
+        answer_type=record.answer_type or infer_answer_type(record.answer, record.question),
         solution=steps,
         path=path,
         start_alert=None if record.start_alert is None else str(record.start_alert),
@@ -96,79 +106,43 @@ def to_question(record: ExcytinRecord, incident: int | str, index: int) -> Quest
     )
 
 
-def _items_with_lines(path: Path, text: str) -> Iterator[tuple[int, Any]]:
-    """Items of a JSON list (with the line each starts on), or of a JSONL file."""
-    stripped = text.lstrip()
-    if not stripped.startswith("["):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise QuestionFileError(f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno})") from None
-        return
-    decoder = json.JSONDecoder()
-    position = text.index("[") + 1
-    while True:
-        position = _skip_space(text, position)
-        if position < len(text) and text[position] == "]":
-            return
-        try:
-            item, end = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as error:
-            raise QuestionFileError(f"{path}, line {error.lineno}: not valid JSON ({error.msg} at column {error.colno})") from None
-        yield text.count("\n", 0, position) + 1, item
-        position = _skip_space(text, end)
-        if position < len(text) and text[position] == ",":
-            position += 1
-        elif position >= len(text) or text[position] != "]":
-            line = text.count("\n", 0, position) + 1
-            raise QuestionFileError(f"{path}, line {line}: expected ',' or ']' between questions")
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\r\n":
-        position += 1
-    return position
-
-
-def load_excytin_questions(path: Path, incident: int | str | None = None) -> list[Question]:
-    """Questions from an ExCyTIn file; the incident comes from the record, the argument or the file name."""
-    if not path.is_file():
-        raise QuestionFileError(f"{path}: no such file")
+def _incident_of(path: Path, incident: int | str | None) -> int | str:
     match = INCIDENT_IN_NAME.search(path.name)
-    default = incident if incident is not None else (int(match.group(1)) if match else path.stem)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise QuestionFileError(f"{path}, line {line}: not UTF-8 text; save the file as UTF-8") from None
-    questions = []
-    for index, (line, item) in enumerate(_items_with_lines(path, text)):
-        if not isinstance(item, dict):
-            raise QuestionFileError(f"{path}, line {line}: expected a JSON object, got {type(item).__name__}")
-        try:
-            record = ExcytinRecord.model_validate(item)
-        except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-            raise QuestionFileError(f"{path}, line {line}: not an ExCyTIn question ({problems})") from None
-        number = record.incident_number if record.incident_number is not None else default
-        questions.append(to_question(record, number, index))
-    return questions
+    return incident if incident is not None else (int(match.group(1)) if match else path.stem)
 
 
-def is_excytin_file(path: Path) -> bool:
-    """ExCyTIn files are JSON lists or records without an `id`; ours are JSONL records with one."""
-    with path.open("rb") as handle:
-        head = handle.read(4096).decode("utf-8", errors="replace").lstrip()
-    if head.startswith("["):
-        return True
-    try:
-        first = json.loads(head.split("\n", 1)[0])
-    except json.JSONDecodeError:
-        return False
-    return isinstance(first, dict) and "id" not in first
+def excytin_questions(path: Path, records: list[RawRecord], incident: int | str | None = None) -> QuestionSet:
+    """The questions of ExCyTIn records; the incident comes from the record, the argument or the file name."""
+    default = _incident_of(path, incident)
+    result = QuestionSet(path, "excytin")
+    for index, record in enumerate(records):
+        reason = unusable(record)
+        if reason is None:
+            try:
+                parsed = ExcytinRecord.model_validate(record.value)
+                number = parsed.incident_number if parsed.incident_number is not None else default
+                result.questions.append(to_question(parsed, number, index))
+            except ValidationError as error:
+                reason = f"not an ExCyTIn question ({problems(error)})"
+        if reason is not None:
+            result.skipped.append(SkippedRecord(str(path), record.line, reason))
+    return result.require_questions()
+
+
+def load_excytin(path: Path, incident: int | str | None = None) -> QuestionSet:
+    """Every good question of an ExCyTIn file, and each skipped record with its line and reason."""
+    return excytin_questions(path, read_records(path)[1], incident)
+
+
+def load_excytin_questions(path: Path, incident: int | str | None = None, *, strict: bool = False) -> list[Question]:
+    """The good questions of an ExCyTIn file. Skipped records are logged as warnings (`strict`: an error);
+    `load_excytin` returns them with the questions."""
+    loaded = load_excytin(path, incident)
+    if strict:
+        loaded.strict()
+    for skipped in loaded.skipped:
+        log.warning("%s, line %d: skipped: %s", skipped.file, skipped.line, skipped.reason)
+    return loaded.questions
 
 
 def to_excytin(question: Question) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 Success is equality of the normalised submitted and expected answers. Normalisation
 removes differences that do not change the meaning (case, whitespace, quotes, list
-order, forms of IPs, hashes, account, host and file names, URLs), so that a right
-answer is not marked wrong for its spelling; see `normalize_answer`.
+order, a sentence-final '.', forms of IPs, hashes, GUIDs, numbers, timestamps, account,
+host and file names, paths, domains and URLs), so that a right answer is not marked wrong
+for its spelling; see `normalize_answer`. `answer_types.infer_answer_type` picks the type
+for files that do not say it.
 
 Partial credit (ExCyTIn convention): a wrong answer still earns credit for the
 intermediate solution steps whose value appears in what the agent was shown (its query
@@ -14,20 +16,29 @@ answer weighs 0.4, the one before 0.16, then 0.064, ...; steps whose value is No
 nothing. Reward is 1.0 on success, else min(sum of credits, cap) with cap < 1, so a
 wrong answer never earns full reward.
 
+Optionally (ExCyTIn's way) an LLM judge decides the final answer instead of the normalised
+match (`judge.AnswerJudge`); `Grader.assess` returns both, and the judge's messages and reply.
+
 A Grade carries only step descriptions, flags and numbers, never the expected answer
-or a step value: the breakdown may be shown to a learning agent.
+or a step value: the breakdown may be shown to a learning agent. An Assessment's judgement
+holds the golden answer and belongs in results files only.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from benchmarks.investigation.answer_types import NUMBER, TIMESTAMP
 from benchmarks.investigation.models import ANSWER_TYPES, Question
+
+if TYPE_CHECKING:
+    from benchmarks.investigation.judge import AnswerJudge, Judgement
 
 _QUOTES = ('""', "''", "``", "\u201c\u201d", "\u2018\u2019")
 _LIST_SEP = re.compile(r"[,;\n]|\s+and\s+", re.IGNORECASE)
@@ -54,11 +65,46 @@ def _unquote(text: str) -> str:
 
 
 def _basic(text: str) -> str:
-    """Rules for every type: NFKC, quotes, whitespace, case, a sentence-final '.' after a single token."""
+    """Rules for every type: NFKC, quotes, whitespace, case, one sentence-final '.' (not '..', not ' .')."""
     text = " ".join(_unquote(unicodedata.normalize("NFKC", text)).split()).casefold()
-    if text.endswith(".") and " " not in text:
+    if text.endswith(".") and not text.endswith("..") and not text.endswith(" ."):
         text = _unquote(text[:-1])
     return text
+
+
+def _timestamp(text: str) -> str:
+    """ISO form in UTC (seconds, then the fraction without trailing zeros); unparseable text stays."""
+    match = TIMESTAMP.fullmatch(text)
+    if match is None:
+        return text
+    day, hour, minute, second, fraction, zone = match.groups()
+    if hour is None:
+        return day
+    moment = dt.datetime.fromisoformat(f"{day}T{hour}:{minute}:{second or '00'}")
+    if zone and zone != "z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        moment -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    digits = (fraction or "").rstrip("0")
+    return moment.strftime("%Y-%m-%dt%H:%M:%S") + (f".{digits}" if digits else "")
+
+
+def _number(text: str) -> str:
+    """Digits without thousands separators or a label ("ProcessId 3624" is 3624); other text stays."""
+    match = NUMBER.fullmatch(text)
+    if match is None:
+        return text
+    whole, fraction = match.group(1).replace(",", ""), (match.group(2) or "").rstrip("0")
+    return f"{int(whole)}.{fraction}" if fraction else str(int(whole))
+
+
+def _account(text: str) -> str:
+    """user@domain with the domain's first label, so DOMAIN\\user and user@domain.example.com agree."""
+    if "\\" in text:
+        domain, user = text.rsplit("\\", 1)
+        return f"{user}@{domain.split('.')[0]}" if domain else user
+    user, at, domain = text.rpartition("@")
+    return f"{user}@{domain.split('.')[0]}" if at and user else text
 
 
 def _ip(text: str) -> str | None:
@@ -92,16 +138,26 @@ def _item(text: str, answer_type: str) -> str:
     if answer_type in ("account_name", "host_name"):
         text = text.rsplit("\\", 1)[-1]  # DOMAIN\name
         text = text.split("@" if answer_type == "account_name" else ".", 1)[0]  # UPN / DNS suffix
-    elif answer_type in ("account_upn", "mailbox"):
+    elif answer_type == "account_upn":
+        text = _account(_MAIL_PREFIX.sub("", text))
+    elif answer_type == "mailbox":
         text = _MAIL_PREFIX.sub("", text)
-    elif answer_type == "url":
+    elif answer_type in ("url", "domain"):
         text = text.replace("[.]", ".").replace("(.)", ".").replace("[:]", ":")
         text = _SCHEME.sub("", text).rstrip("/")
-    elif answer_type in ("device_id", "account_object_id", "oauth_app_id"):
+        if answer_type == "domain":
+            text = text.split("/", 1)[0].rstrip(".")  # a URL's host part, a fully qualified name's final dot
+    elif answer_type in ("device_id", "account_object_id", "oauth_app_id", "guid"):
         if text.startswith("{") and text.endswith("}"):
             text = text[1:-1].strip()
     elif answer_type == "file_name":
         text = re.split(r"[\\/]", text)[-1]
+    elif answer_type == "path":
+        text = re.sub(r"[\\/]+", "/", text).rstrip("/")
+    elif answer_type == "timestamp":
+        text = _timestamp(text)
+    elif answer_type == "number":
+        text = _number(text)
     return text
 
 
@@ -111,13 +167,13 @@ def _items(value: str, answer_type: str) -> list[str]:
         raise ValueError(f"unknown answer type {answer_type!r}; expected one of {', '.join(ANSWER_TYPES)}")
     text = _unquote(unicodedata.normalize("NFKC", value))
     if answer_type == "command_line":
-        text = " ".join(text.split()).casefold()
+        text = _basic(text)
         return [text] if text else []
     inner = text[1:-1]
     json_list = text[:1] == "[" and text[-1:] == "]" and "," in inner and not set("[]") & set(inner)
     if json_list and answer_type != "text":
         text = inner  # a JSON-style list
-    separators = _TEXT_SEP if answer_type == "text" else _LIST_SEP
+    separators = _TEXT_SEP if answer_type in ("text", "number", "timestamp", "cloud_app") else _LIST_SEP
     return sorted({item for item in (_item(part, answer_type) for part in separators.split(text)) if item})
 
 
@@ -213,14 +269,23 @@ class Grade:
         }
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """A grade with how it was reached: the normalised match, and the judge's judgement when one ran."""
+
+    grade: Grade
+    matched: bool
+    judgement: Judgement | None = None
+
+
 def _is_real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Grader:
-    """Grades submitted answers: 1.0 for a normalised match, else capped, decayed step credit."""
+    """Grades submitted answers: 1.0 for a normalised match (or the judge's yes), else capped, decayed step credit."""
 
-    def __init__(self, decay: float = 0.4, cap: float = 0.99) -> None:
+    def __init__(self, decay: float = 0.4, cap: float = 0.99, judge: AnswerJudge | None = None) -> None:
         if not _is_real(decay) or not 0 < decay < 1:
             raise ValueError(f"decay must be a number with 0 < decay < 1 (ExCyTIn uses 0.4); got {decay!r}")
         if not _is_real(cap) or not 0 <= cap < 1:
@@ -230,13 +295,23 @@ class Grader:
             )
         self.decay = float(decay)
         self.cap = float(cap)
+        self.judge = judge
 
     def grade(self, question: Question, submitted: str | None, observations: Sequence[str] = ()) -> Grade:
         """Grade one answer; `observations` are the texts (query results) the agent was shown."""
+        return self.assess(question, submitted, observations).grade
+
+    def assess(self, question: Question, submitted: str | None, observations: Sequence[str] = ()) -> Assessment:
+        """The grade, the normalised match, and (with a judge) its judgement, which decides success when it has a verdict."""
+        matched = bool(submitted) and answers_match(submitted or "", question.answer, question.answer_type)
+        judgement = self.judge.judge(question, submitted) if self.judge is not None and submitted else None
+        success = matched if judgement is None or judgement.verdict is None else judgement.verdict
+        return Assessment(self._grade(question, success, observations), matched, judgement)
+
+    def _grade(self, question: Question, success: bool, observations: Sequence[str]) -> Grade:
         if isinstance(observations, str):
             observations = (observations,)
         haystacks = [_haystack(o) for o in observations]
-        success = bool(submitted) and answers_match(submitted or "", question.answer, question.answer_type)
         secrets = [question.answer, *(step.value for step in question.solution if step.value)]
         n = len(question.solution)
         steps: list[StepCredit] = []

@@ -21,6 +21,12 @@ AnswerType = Literal[
     "mailbox",
     "cloud_app",
     "oauth_app_id",
+    "domain",
+    "path",
+    "timestamp",
+    "number",
+    "hash",
+    "guid",
     "text",
 ]
 ANSWER_TYPES: tuple[str, ...] = AnswerType.__args__  # type: ignore[attr-defined]
@@ -57,7 +63,7 @@ class Question(BaseModel):
     incident: int | str
     split: Split | None = None
     difficulty: int = Field(ge=0)
-    context: str = Field(min_length=1)
+    context: str  # may be empty: some ExCyTIn questions carry everything in `question`
     question: str = Field(min_length=1)
     answer: str = Field(min_length=1)
     answer_type: AnswerType = "text"

@@ -10,18 +10,18 @@ from typing import Any
 
 from benchmarks.investigation.database import open_database
 from benchmarks.investigation.errors import WorldError
-from benchmarks.investigation.excytin import is_excytin_file, load_excytin_questions
 from benchmarks.investigation.generate import DB_FILE, QUESTIONS_FILE
-from benchmarks.investigation.models import Question
-from benchmarks.investigation.question_files import read_questions
+from benchmarks.investigation.question_files import QuestionSet
+from benchmarks.investigation.question_formats import load_question_file
 from benchmarks.investigation.solver import unanswerable_reason
 
 
-def load_any_questions(path: Path) -> list[Question]:
-    """This benchmark's JSONL, or an ExCyTIn-Bench question file."""
+def load_any_questions(path: Path, strict: bool = False) -> QuestionSet:
+    """This benchmark's JSONL, or an ExCyTIn-Bench question file; `strict` makes any skipped record an error."""
     if not path.is_file():
         raise WorldError(f"{path}: no such question file")
-    return load_excytin_questions(path) if is_excytin_file(path) else read_questions(path)
+    loaded = load_question_file(path)
+    return loaded.strict() if strict else loaded
 
 
 def validate(
@@ -29,9 +29,11 @@ def validate(
     database: str | None = None,
     questions_file: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Answerable fraction of the questions, per difficulty, with the reasons for any failure."""
-    questions = load_any_questions(questions_file or folder / QUESTIONS_FILE)
+    loaded = load_any_questions(questions_file or folder / QUESTIONS_FILE, strict)
+    questions = loaded.questions
     target = database or str(folder / DB_FILE)
     started = time.perf_counter()
     failures, by_difficulty, ok_by_difficulty = [], Counter(), Counter()
@@ -54,4 +56,5 @@ def validate(
         "database": db.dialect,
         "seconds": round(time.perf_counter() - started, 3),
         "failures": failures,
+        "questions_file": loaded.summary(),
     }
