@@ -105,7 +105,7 @@ def test_index_kinds_find_the_nearest(tmp_path, kind):
 
 
 def test_unknown_index_kind_and_missing_store(tmp_path):
-    with pytest.raises(MemoryStoreError, match="unknown index kind 'annoy'; expected one of flat, hnsw, ivf"):
+    with pytest.raises(MemoryStoreError, match="unknown index kind 'annoy'; expected one of auto, flat, hnsw, ivf"):
         make_store(tmp_path / "m.sqlite", index_kind="annoy")
     with pytest.raises(MemoryStoreError, match="no memory store at"):
         MemoryStore.open(tmp_path / "absent.sqlite", create=False)
@@ -117,7 +117,8 @@ def test_retired_slots_are_compacted(tmp_path):
         for pamphlet_id in ids[:700]:
             store.delete(pamphlet_id)
         store._maybe_compact()
-        assert store._index.slots == 500 and len(store._index) == 500
+        # compacted as the deletes went by (once 30% of 1,200 slots were retired), not only on open
+        assert len(store._index) == 500 and store._index.slots < 900
 
 
 WRITER = """

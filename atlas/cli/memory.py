@@ -17,6 +17,7 @@ from rich.table import Table
 from atlas.cli.common import console, err_console, print_json, state, write_json
 from memory.errors import MemoryStoreError
 from memory.schema import Pamphlet
+from memory.transfer import count_lines
 
 memory_app = typer.Typer(help="Query and edit the learning memory (pamphlets).", no_args_is_help=True)
 
@@ -290,7 +291,7 @@ def import_(
 ) -> None:
     """Import JSONL. Every line is validated first; a bad line means nothing is imported."""
     with open_store(ctx, store, embedder) as memory:
-        total = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.is_file() else None
+        total = count_lines(path)
         with _progress("importing") as progress:
             task = progress.add_task("import", total=total)
             report = memory.import_jsonl(path, skip_invalid=skip_invalid, changed_by="cli-import", progress=lambda n: progress.advance(task, n))
@@ -345,7 +346,7 @@ def stats(ctx: typer.Context, store: str | None = StoreOpt, as_json: bool = Json
 def reindex(
     ctx: typer.Context,
     embedder: str | None = typer.Option(None, "--embedder", help="switch to this embedder (re-embeds everything)"),
-    index: str | None = typer.Option(None, "--index", help="rebuild as flat, hnsw or ivf"),
+    index: str | None = typer.Option(None, "--index", help="rebuild as auto (exact while small, hnsw from 20,000), flat, hnsw or ivf"),
     store: str | None = StoreOpt,
 ) -> None:
     """Switch the embedding model explicitly, or rebuild the index (optionally as another kind)."""

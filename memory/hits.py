@@ -1,0 +1,85 @@
+"""The search hot path's SQL: the sequence stamp and the hit rows, through one raw DB-API connection.
+
+SQLAlchemy's statement building and row mapping cost more than the query itself on a search
+(about 0.6 ms against 0.04 ms for the rows of 10 hits). Here one connection is kept for the
+store's lifetime, the two statements are fixed strings (SQLite caches their prepared form), and
+rows become :class:`Pamphlet` objects without re-validation (they were validated when written).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from memory.schema import Pamphlet, Provenance
+from memory.sqlutil import utc
+
+COLUMNS = (
+    "id", "text", "plan", "audience", "tags", "cue", "provenance", "embedding_model", "embedding_dim",
+    "content_hash", "created_at", "updated_at", "deleted", "version",
+)
+
+
+class HitReader:
+    """Reads the store's sequence stamp and pamphlet rows by id over a dedicated connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._mark = "?" if self._sqlite else "%s"
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _cursor(self) -> Any:
+        if self._conn is None:
+            self._conn = self._engine.raw_connection()
+            if not self._sqlite:
+                self._conn.driver_connection.autocommit = True  # no transaction held open between searches
+        return self._conn.cursor()
+
+    def seq(self) -> int:
+        with self._lock:
+            cursor = self._cursor()
+            try:
+                cursor.execute("SELECT seq FROM store_state WHERE id = 1")
+                return int(cursor.fetchone()[0])
+            finally:
+                cursor.close()
+
+    def pamphlets(self, ids: Sequence[int]) -> dict[int, Pamphlet]:
+        """Rows of ``ids`` (unknown ids are left out), keyed by id."""
+        if not ids:
+            return {}
+        sql = f"SELECT {', '.join(COLUMNS)} FROM pamphlets WHERE id IN ({', '.join([self._mark] * len(ids))})"
+        with self._lock:
+            cursor = self._cursor()
+            try:
+                cursor.execute(sql, list(ids))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        return {row[0]: self._pamphlet(row) for row in rows}
+
+    def _pamphlet(self, row: tuple) -> Pamphlet:
+        data = dict(zip(COLUMNS, row))
+        for name in ("plan", "tags", "provenance"):
+            if isinstance(data[name], str):
+                data[name] = json.loads(data[name])
+        for name in ("created_at", "updated_at"):
+            value = data[name]
+            data[name] = utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+        data["deleted"] = bool(data["deleted"])
+        data["tags"] = data["tags"] or []
+        data["provenance"] = Provenance.model_construct(**data["provenance"])
+        return Pamphlet.model_construct(**data)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
