@@ -98,7 +98,7 @@ class MemoryStore:
                 raise MemoryStoreError(f"no memory store at {target}: check --store, or create one with `atlas memory add`")
             self.read_only = is_read_only_file(path)
         self.engine = make_engine(target, read_only=self.read_only)
-        self.index_path = index_path or default_index_path(target, index_dir)
+        self.index_path = Path(index_path) if index_path else default_index_path(target, Path(index_dir))
         self.lock_path = self.index_path.with_name(self.index_path.name + ".lock")
         self.notices: list[str] = []
         self._lock = threading.RLock()

@@ -76,17 +76,27 @@ def require_service(name: str, host: str, port: int) -> None:
 
 
 @pytest.fixture
-def postgres_url():
+def postgres_url() -> Iterator[str]:
+    """A private, empty schema on the PostgreSQL server (`atlas_test_<hex>`, dropped afterwards),
+    reached through the URL's search_path, so that concurrent test runs never share tables."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
 
-    from memory.tables import metadata
-
-    engine = create_engine(POSTGRES_URL)
-    metadata.drop_all(engine)
-    yield POSTGRES_URL
-    metadata.drop_all(engine)
-    engine.dispose()
+    name = f"atlas_test_{secrets.token_hex(8)}"
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        try:
+            url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={name}"})
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SET lock_timeout = '30s'")
+                connection.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+    finally:
+        engine.dispose()
 
 
 MARIADB_URL = os.environ.get("ATLAS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
