@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
+import secrets
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,8 @@ from typing import Literal
 
 import faiss
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 IndexKind = Literal["flat", "hnsw", "ivf"]
 INDEX_KINDS: tuple[IndexKind, ...] = ("flat", "hnsw", "ivf")
@@ -31,6 +35,7 @@ HNSW_EF_CONSTRUCTION = 80
 # the synthetic clusters of the vector-only mode are harder and need 512 for 0.96.
 DEFAULT_EF_SEARCH = 128
 WRITE_CHUNK = 64 << 20
+ONE_THREAD_FROM = 5_000  # smaller exact scans take less time than handing them to the worker thread
 AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400  # linkat(2) constants (Linux)
 
 Allowed = Callable[[np.ndarray], np.ndarray]  # ids -> boolean mask of the ones a filter keeps
@@ -87,6 +92,8 @@ class VectorIndex:
         self._nslots = 0
         self._slot_of = np.empty(0, dtype=np.int64)  # pamphlet id -> slot, DEAD if absent
         self._live = 0
+        self._mapped = False
+        self.faiss_file: str | None = None  # the FAISS file beside the header, once saved or loaded
 
     # ---- contents -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -121,6 +128,11 @@ class VectorIndex:
             raise ValueError("pamphlet ids must not be negative")
         self.remove(ids)
         self._ensure_built(vectors)
+        if self._mapped:  # a memory-mapped index is read-only: take an owned copy before the first write
+            self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
+            if self.kind == "hnsw":
+                self._index.hnsw.efSearch = self.ef_search
+            self._mapped = False
         first = self._index.ntotal
         self._index.add(vectors)
         self._slots = _grown(self._slots, first + len(ids), DEAD)
@@ -191,7 +203,7 @@ class VectorIndex:
         total = self._index.ntotal
         fetch = min(total, max(k, int(k / max(1e-3, 1.0 - self.dead_fraction))) + (k if allowed else 0))
         while True:
-            if self.kind == "flat":
+            if self.kind == "flat" and total >= ONE_THREAD_FROM:
                 scores, slots = _one_thread_search(self._index, query, fetch)
             else:
                 scores, slots = self._index.search(query, fetch)
@@ -211,27 +223,34 @@ class VectorIndex:
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, path: Path, meta: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
-        """Atomically write index, slot map, meta and extra arrays to one file.
+        """Atomically write the slot map, meta and extra arrays to ``path`` and the FAISS index to a
+        file beside it (``path.<token>.faiss``, named in the header), so it can be memory-mapped.
 
-        Layout: magic, a JSON header naming each section's dtype, byte length and CRC-32, then
-        the raw sections. The file is written unnamed (O_TMPFILE) and linked into place once
-        complete, so a process killed while saving leaves nothing behind."""
-        sections: dict[str, np.ndarray] = {"slot_ids": self.slot_ids, **(arrays or {})}
+        Layout of ``path``: magic, a JSON header naming each section's dtype, byte length and CRC-32,
+        then the raw sections. Each file is written unnamed (O_TMPFILE) and linked into place once
+        complete, the FAISS file first, so a process killed while saving leaves nothing behind and
+        the header never names a missing or partial FAISS file. Older FAISS files are removed."""
+        sections = {name: np.ascontiguousarray(a) for name, a in {"slot_ids": self.slot_ids, **(arrays or {})}.items()}
+        faiss_name = None
         if self._index is not None:
-            sections["faiss"] = faiss.serialize_index(self._index)
-        raws = {name: np.ascontiguousarray(a) for name, a in sections.items()}
+            faiss_name = f"{path.name}.{secrets.token_hex(8)}.faiss"
+            write_atomically(path.with_name(faiss_name), writer=lambda target: faiss.write_index(self._index, target))
         header = {
             "meta": {**meta, "kind": self.kind, "dim": self.dim, "hnsw_m": self.hnsw_m, "ef_search": self.ef_search, "nprobe": self.nprobe},
-            "sections": [[name, str(a.dtype), int(a.nbytes), zlib.crc32(memoryview(a).cast("B"))] for name, a in raws.items()],
+            "sections": [[name, str(a.dtype), int(a.nbytes), zlib.crc32(memoryview(a).cast("B"))] for name, a in sections.items()],
+            "faiss_file": faiss_name,
+            "faiss_ntotal": self._index.ntotal if self._index is not None else 0,
         }
         blob = json.dumps(header).encode()
-        parts = [MAGIC + len(blob).to_bytes(8, "little") + blob, *(memoryview(a).cast("B") for a in raws.values())]
-        write_atomically(path, parts)
+        write_atomically(path, [MAGIC + len(blob).to_bytes(8, "little") + blob, *(memoryview(a).cast("B") for a in sections.values())])
+        self.faiss_file = faiss_name
+        remove_leftovers(path, keep=faiss_name)
 
     @classmethod
-    def load(cls, path: Path) -> tuple[VectorIndex, dict, dict[str, np.ndarray]]:
+    def load(cls, path: Path, mmap: bool = True) -> tuple[VectorIndex, dict, dict[str, np.ndarray]]:
         """The index, its meta, and the extra arrays saved with it. Raises ValueError if damaged
-        (wrong magic, truncated, trailing bytes, or a section whose checksum does not match)."""
+        (wrong magic, truncated, trailing bytes, a section failing its checksum, a missing FAISS
+        file). Flat and HNSW vectors are memory-mapped (read on demand; copied in at the first write)."""
         raw = np.fromfile(path, dtype=np.uint8)
         if raw[: len(MAGIC)].tobytes() != MAGIC:
             raise ValueError(f"{path} is not an atlas index file (or one of an older format)")
@@ -253,8 +272,15 @@ class VectorIndex:
         index = cls(meta["dim"], meta["kind"], meta["hnsw_m"], meta["ef_search"], meta["nprobe"])
         slots = arrays.pop("slot_ids").astype(np.int64)
         index._slots, index._nslots = slots, len(slots)
-        if "faiss" in arrays:
-            index._index = faiss.deserialize_index(arrays.pop("faiss"))
+        index.faiss_file = header.get("faiss_file")
+        if index.faiss_file:
+            faiss_path = path.with_name(header["faiss_file"])
+            if not faiss_path.is_file():
+                raise ValueError(f"{path} names {faiss_path.name}, which is missing")
+            index._mapped = mmap and index.kind in ("flat", "hnsw")
+            index._index = faiss.read_index(str(faiss_path), faiss.IO_FLAG_MMAP_IFC if index._mapped else 0)
+            if index._index.ntotal != header["faiss_ntotal"] or index._index.d != index.dim:
+                raise ValueError(f"{faiss_path} does not hold the index {path} describes")
             if index.kind == "hnsw":
                 index._index.hnsw.efSearch = index.ef_search
         live = np.flatnonzero(slots != DEAD)
@@ -284,9 +310,10 @@ def _link_unnamed(fd: int, name: Path) -> None:
         raise OSError(errno, os.strerror(errno), str(name))
 
 
-def write_atomically(path: Path, parts: Iterable[bytes | memoryview]) -> None:
-    """Write ``parts`` to ``path`` all-or-nothing: into an unnamed file in the same folder (linked
-    into place after fsync), or a named temp file where the file system cannot do that."""
+def write_atomically(path: Path, parts: Iterable[bytes | memoryview] = (), writer: Callable[[str], None] | None = None) -> None:
+    """Write ``parts`` (or let ``writer`` write to the path it is given) to ``path`` all-or-nothing:
+    into an unnamed file in the same folder, linked into place after fsync, or a named temp file
+    where the file system cannot do that."""
     folder = path.parent
     named = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
@@ -296,6 +323,8 @@ def write_atomically(path: Path, parts: Iterable[bytes | memoryview]) -> None:
         fd = os.open(named, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
         unnamed = False
     try:
+        if writer is not None:
+            writer(f"/proc/self/fd/{fd}" if unnamed else str(named))
         for part in parts:
             _write_part(fd, memoryview(part).cast("B"))
         os.fsync(fd)
@@ -310,18 +339,23 @@ def write_atomically(path: Path, parts: Iterable[bytes | memoryview]) -> None:
     os.replace(named, path)
 
 
-def remove_stale_temp_files(path: Path) -> list[Path]:
-    """Delete ``path.tmp-PID`` files left by processes that died while saving; returns them."""
+def remove_leftovers(path: Path, keep: str | None) -> list[Path]:
+    """Delete what dead saves left beside ``path``: temp files of processes no longer alive, and
+    FAISS files other than ``keep`` (the one the header names). Call it under the exclusive lock."""
     removed = []
-    for candidate in path.parent.glob(f"{path.name}.tmp-*"):
-        pid = candidate.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or _alive(int(pid)):
+    for candidate in path.parent.glob(f"{path.name}*"):
+        name = candidate.name
+        if ".tmp-" in name:
+            pid = name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+        elif not (name.endswith(".faiss") and name != keep):
             continue
         try:
             candidate.unlink()
             removed.append(candidate)
-        except OSError:
-            continue  # a read-only folder: nothing we can do, and nothing reads it
+        except OSError as exc:  # a read-only folder: nothing reads these files, so they can stay
+            log.debug("cannot remove %s: %s", candidate, exc)
     return removed
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 
 from memory import tables as t
 from memory.errors import EmbedderMismatch
-from memory.index import INDEX_KINDS, IndexKind, VectorIndex, remove_stale_temp_files
+from memory.index import INDEX_KINDS, IndexKind, VectorIndex
 from memory.locking import file_lock
 from memory.sqlutil import chunks
 
@@ -243,7 +243,6 @@ class IndexMirror:
         meta = {**meta, "seq": self.seq, "policy": self.policy, "tagsets": [sorted(s) for s in self.tagsets]}
         path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(lock_path):
-            remove_stale_temp_files(path)
             self.index.save(path, meta, arrays)
 
     @classmethod

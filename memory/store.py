@@ -36,7 +36,7 @@ from memory.engine import (
 )
 from memory.errors import ConcurrentEdit, EmbedderMismatch, ImportValidationError, MemoryStoreError, PamphletNotFound, ReadOnlyStore
 from memory.hits import HitReader
-from memory.index import IndexKind, VectorIndex, remove_stale_temp_files
+from memory.index import IndexKind, VectorIndex, remove_leftovers
 from memory.locking import file_lock
 from memory.mirror import AUTO_HNSW_AT, INDEX_POLICIES, Entry, IndexMirror
 from memory.schema import Pamphlet, PamphletIn, PamphletVersion, SearchHit, TrackRecord
@@ -215,10 +215,12 @@ class MemoryStore:
         """Load the index file, check it cheaply against SQL, bring it up to date or rebuild it."""
         with self.engine.connect() as conn:
             seq = self._db_seq(conn)
-        if not self.read_only:
-            for stale in remove_stale_temp_files(self.index_path):
-                self.notices.append(f"removed {stale.name}, a partial index file left by a process that died while saving")
         mirror, problem = self._read_index_file(requested, seq)
+        if not self.read_only and self.index_path.parent.is_dir():
+            with file_lock(self.lock_path):
+                keep = mirror.index.faiss_file if mirror is not None else None
+                for stale in remove_leftovers(self.index_path, keep):
+                    self.notices.append(f"removed {stale.name}, a partial index file left by a process that died while saving")
         if mirror is not None and mirror.seq < seq:
             changed = mirror.sync(self.engine, seq, self.embedder.name)
             self.notices.append(f"index was behind SQL ({changed} pamphlets changed since it was saved); updated")

@@ -365,23 +365,33 @@ def reindex(
 @memory_app.command()
 def bench(
     ctx: typer.Context,
-    n: int = typer.Option(100_000, "--n", min=100, help="pamphlets to store"),
+    n: int = typer.Option(100_000, "--n", min=100, help="pamphlets to store (text mode: up to 1,000,000)"),
     out: Path = typer.Option(..., "--out", help="folder for results.json and the benchmark store"),
-    index: str = typer.Option("flat", "--index", help="flat, hnsw or ivf"),
+    index: str = typer.Option("auto", "--index", help="auto, flat, hnsw or ivf"),
+    mode: str = typer.Option("text", "--mode", help="text (real MiniLM embeddings of IMDB sentences) or vectors (synthetic clusters)"),
     queries: int = typer.Option(1000, "--queries", min=10),
     seed: int = typer.Option(0, "--seed"),
+    cache: Path | None = typer.Option(None, "--cache", help="where text embeddings are cached (default: $ATLAS_HOME/bench-embeddings)"),
 ) -> None:
-    """Time the store at size N: add, filtered search, cold open, recall, memory, text queries."""
-    from memory.bench import run_bench
+    """Time the store at size N: add, filtered search against bare FAISS, cold open, recall, memory, text queries."""
+    from memory.bench import MODES, run_bench
 
-    with _progress("adding") as progress:
-        task = progress.add_task("add", total=n)
-        results = run_bench(n, out, index, queries, seed, progress=lambda k: progress.advance(task, k))
+    if mode not in MODES:
+        raise MemoryStoreError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    if index not in ("auto", "flat", "hnsw", "ivf"):
+        raise MemoryStoreError(f"--index {index!r}: expected auto, flat, hnsw or ivf")
+    cache = cache or state(ctx).settings.home / "bench-embeddings"
+    label = "embedding (cached after the first run)" if mode == "text" else "adding"
+    with _progress(label) as progress:
+        task = progress.add_task("bench", total=n)
+        results = run_bench(n, out, index, queries, seed, mode=mode, cache=cache, progress=lambda k: progress.advance(task, k))
     write_json(out / "results.json", results)
-    table = Table(title=f"memory bench: {n:,} pamphlets, {index} index")
+    table = Table(title=f"memory bench ({mode}): {n:,} pamphlets, {index} index ({results['index_kind']})")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in ("add_per_s", "search_p50_ms", "search_p99_ms", "open_s", "recall_at_10", "rss_mb", "embed_search_p50_ms"):
+    for key in ("add_per_s", "search_p50_ms", "search_p99_ms", "faiss_p50_ms", "overhead_x", "open_s", "recall_at_10",
+                "rss_mb", "embed_search_p50_ms", "embed_p50_ms", "embed_torch_p50_ms"):
         table.add_row(key, f"{results[key]:,.3f}")
+    table.add_row("query_backend", results["query_backend"])
     console.print(table)
     console.print(f"wrote {out / 'results.json'}")
