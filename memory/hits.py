@@ -8,17 +8,20 @@ rows become :class:`Pamphlet` objects without re-validation (they were validated
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel
 
 from sqlalchemy import Engine
 
 from memory.schema import Pamphlet, Provenance
 from memory.sqlutil import utc
 
+M = TypeVar("M", bound=BaseModel)
 COLUMNS = (
     "id", "text", "plan", "audience", "tags", "cue", "provenance", "embedding_model", "embedding_dim",
     "content_hash", "created_at", "updated_at", "deleted", "version",
@@ -38,7 +41,12 @@ class HitReader:
     def _cursor(self) -> Any:
         if self._conn is None:
             self._conn = self._engine.raw_connection()
-            if not self._sqlite:
+            if self._sqlite:  # hits are random rows: read them through a memory map and a bigger page cache
+                cursor = self._conn.cursor()
+                cursor.execute("PRAGMA mmap_size=1073741824")
+                cursor.execute("PRAGMA cache_size=-65536")
+                cursor.close()
+            else:
                 self._conn.driver_connection.autocommit = True  # no transaction held open between searches
         return self._conn.cursor()
 
@@ -68,18 +76,33 @@ class HitReader:
     def _pamphlet(self, row: tuple) -> Pamphlet:
         data = dict(zip(COLUMNS, row))
         for name in ("plan", "tags", "provenance"):
-            if isinstance(data[name], str):
-                data[name] = json.loads(data[name])
+            if isinstance(data[name], (str, bytes)):
+                data[name] = orjson.loads(data[name])
         for name in ("created_at", "updated_at"):
             value = data[name]
             data[name] = utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
         data["deleted"] = bool(data["deleted"])
         data["tags"] = data["tags"] or []
-        data["provenance"] = Provenance.model_construct(**data["provenance"])
-        return Pamphlet.model_construct(**data)
+        data["provenance"] = trusted(Provenance, {**PROVENANCE_DEFAULTS, **data["provenance"]})
+        return trusted(Pamphlet, data)
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+PROVENANCE_DEFAULTS = Provenance().model_dump()
+
+
+def trusted(model: type[M], data: dict[str, Any]) -> M:
+    """A model instance from data this store validated when it wrote it: what pydantic's
+    model_construct does, without its per-field default handling (data holds every field)."""
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", data)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(data))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
+

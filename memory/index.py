@@ -35,6 +35,9 @@ HNSW_EF_CONSTRUCTION = 80
 # the synthetic clusters of the vector-only mode are harder and need 512 for 0.96.
 DEFAULT_EF_SEARCH = 128
 WRITE_CHUNK = 64 << 20
+# Memory-map FAISS files from this size on: opening then reads nothing, at the price of page faults
+# on the first searches; smaller indexes are read whole (0.15 s at 100k here) and search warm at once.
+MMAP_FROM = 250_000
 ONE_THREAD_FROM = 5_000  # smaller exact scans take less time than handing them to the worker thread
 AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400  # linkat(2) constants (Linux)
 
@@ -250,7 +253,8 @@ class VectorIndex:
     def load(cls, path: Path, mmap: bool = True) -> tuple[VectorIndex, dict, dict[str, np.ndarray]]:
         """The index, its meta, and the extra arrays saved with it. Raises ValueError if damaged
         (wrong magic, truncated, trailing bytes, a section failing its checksum, a missing FAISS
-        file). Flat and HNSW vectors are memory-mapped (read on demand; copied in at the first write)."""
+        file). Flat and HNSW indexes of MMAP_FROM vectors or more are memory-mapped (read on demand;
+        copied in at the first write)."""
         raw = np.fromfile(path, dtype=np.uint8)
         if raw[: len(MAGIC)].tobytes() != MAGIC:
             raise ValueError(f"{path} is not an atlas index file (or one of an older format)")
@@ -277,7 +281,7 @@ class VectorIndex:
             faiss_path = path.with_name(header["faiss_file"])
             if not faiss_path.is_file():
                 raise ValueError(f"{path} names {faiss_path.name}, which is missing")
-            index._mapped = mmap and index.kind in ("flat", "hnsw")
+            index._mapped = mmap and index.kind in ("flat", "hnsw") and header["faiss_ntotal"] >= MMAP_FROM
             index._index = faiss.read_index(str(faiss_path), faiss.IO_FLAG_MMAP_IFC if index._mapped else 0)
             if index._index.ntotal != header["faiss_ntotal"] or index._index.d != index.dim:
                 raise ValueError(f"{faiss_path} does not hold the index {path} describes")

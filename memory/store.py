@@ -35,10 +35,11 @@ from memory.engine import (
     sqlite_path,
 )
 from memory.errors import ConcurrentEdit, EmbedderMismatch, ImportValidationError, MemoryStoreError, PamphletNotFound, ReadOnlyStore
-from memory.hits import HitReader
+from memory.hits import HitReader, trusted
 from memory.index import IndexKind, VectorIndex, remove_leftovers
 from memory.locking import file_lock
-from memory.mirror import AUTO_HNSW_AT, INDEX_POLICIES, Entry, IndexMirror
+from memory import mirror as mirror_policy
+from memory.mirror import INDEX_POLICIES, Entry, IndexMirror
 from memory.schema import Pamphlet, PamphletIn, PamphletVersion, SearchHit, TrackRecord
 from memory.sqlutil import chunks, now, utc
 from memory.transfer import (
@@ -282,7 +283,7 @@ class MemoryStore:
             return
         self._mirror.convert(wanted)
         self._dirty = True
-        message = f"index switched from {current} to {wanted} at {self._mirror.live:,} pamphlets (auto: hnsw from {AUTO_HNSW_AT:,})"
+        message = f"index switched from {current} to {wanted} at {self._mirror.live:,} pamphlets (auto: hnsw from {mirror_policy.AUTO_HNSW_AT:,})"
         self.notices.append(message)
         log.info(message)
 
@@ -620,7 +621,7 @@ class MemoryStore:
     ) -> list[SearchHit]:
         hits = self.neighbours(vector, k, audience, tags, min_score)
         pamphlets = self._hits.pamphlets([i for i, _ in hits])
-        return [SearchHit.model_construct(pamphlet=pamphlets[i], score=score) for i, score in hits if i in pamphlets and not pamphlets[i].deleted]
+        return [trusted(SearchHit, {"pamphlet": pamphlets[i], "score": score}) for i, score in hits if i in pamphlets and not pamphlets[i].deleted]
 
     def live_ids(self) -> list[int]:
         """Ids of every live pamphlet, as of the last sync."""

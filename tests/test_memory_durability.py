@@ -200,3 +200,41 @@ def test_write_failure_rolls_back_sql_and_index(tmp_path, monkeypatch):
             store.update(pid, text="never written")
         assert store.get(pid).version == 1 and store.get(pid).text.startswith("note 0")
         assert np.isclose(store.search("note 0: check table 0 for entity 0", k=1)[0].score, 1.0, atol=1e-5)
+
+
+def test_big_indexes_are_memory_mapped_and_copied_in_at_the_first_write(tmp_path, monkeypatch):
+    import memory.index
+
+    monkeypatch.setattr(memory.index, "MMAP_FROM", 10)  # as if the store were past 250,000 pamphlets
+    path = tmp_path / "m.sqlite"
+    with make_store(path, index_kind="hnsw") as store:
+        ids = fill(store, 40)
+    with make_store(path) as store:
+        assert store._index._mapped and store.notices == []
+        assert store.search("note 7: check table 0 for entity 7", k=1)[0].pamphlet.id == ids[7]
+        new = store.add({"text": "written after a memory-mapped open"}).id  # would abort FAISS on a mapped vector
+        assert not store._index._mapped
+        assert store.search("written after a memory-mapped open", k=1)[0].pamphlet.id == new
+    with make_store(path) as store:
+        assert len(store._index) == 41 and store.notices == []
+
+
+def test_auto_index_switches_to_hnsw_past_the_threshold_and_says_so(tmp_path, monkeypatch):
+    import memory.mirror
+
+    monkeypatch.setattr(memory.mirror, "AUTO_HNSW_AT", 100)
+    monkeypatch.setattr(memory.mirror, "AUTO_FLAT_BELOW", 50)
+    path = tmp_path / "m.sqlite"
+    with make_store(path) as store:
+        ids = fill(store, 99)
+        assert store._index.kind == "flat" and store.stats()["index"]["policy"] == "auto"
+        ids += fill(store, 1)
+        assert store._index.kind == "hnsw" and any("switched from flat to hnsw at 100" in n for n in store.notices)
+        assert store.search("note 42: check table 0 for entity 42", k=1)[0].pamphlet.id == ids[42]
+        for pamphlet_id in ids[:60]:
+            store.delete(pamphlet_id)
+        assert store._index.kind == "flat"  # well below the threshold again (hysteresis: under 50)
+    with make_store(path) as store:
+        assert store._index.kind == "flat" and store.notices == []
+    with make_store(path, index_kind="hnsw") as store:  # an explicit kind is kept whatever the size
+        assert store._index.kind == "hnsw" and store.stats()["index"]["policy"] == "hnsw"
