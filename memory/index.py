@@ -60,7 +60,7 @@ def _new_faiss_index(kind: IndexKind, dim: int, hnsw_m: int, ef_search: int) -> 
 _one_thread_pool: ThreadPoolExecutor | None = None
 
 
-def _one_thread_search(index: faiss.Index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def one_thread_search(index: faiss.Index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """A single exact query is memory-bound: FAISS's OpenMP threads only add overhead (and are
     ruinous on a loaded machine: 28 ms on one thread against 86 ms on two for 100k x 384 here).
     OpenMP's thread count is a per-thread setting, so flat searches run on one worker thread set
@@ -207,7 +207,7 @@ class VectorIndex:
         fetch = min(total, max(k, int(k / max(1e-3, 1.0 - self.dead_fraction))) + (k if allowed else 0))
         while True:
             if self.kind == "flat" and total >= ONE_THREAD_FROM:
-                scores, slots = _one_thread_search(self._index, query, fetch)
+                scores, slots = one_thread_search(self._index, query, fetch)
             else:
                 scores, slots = self._index.search(query, fetch)
             scores, slots = scores[0], slots[0]

@@ -6,7 +6,7 @@ ImportValidationError naming exactly the bad lines and changes nothing; --skip-i
 exactly the good, new lines; never any other exception; SQL and the index always agree. The slow
 variant kills the importing process at a random moment and checks that only whole batches landed.
 
-Examples per test: ATLAS_FUZZ_EXAMPLES (default 20; the kill test: ATLAS_FUZZ_KILL_EXAMPLES,
+Examples per test: ATLAS_FUZZ_EXAMPLES (default 12; the kill test: ATLAS_FUZZ_KILL_EXAMPLES,
 default 4). A deeper, nightly-style run:
     ATLAS_FUZZ_EXAMPLES=2000 ATLAS_FUZZ_KILL_EXAMPLES=40 pytest tests/test_memory_fuzz.py -m "slow or not slow"
 """
@@ -31,7 +31,7 @@ from memory.schema import PamphletIn
 from memory.store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = int(os.environ.get("ATLAS_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("ATLAS_FUZZ_EXAMPLES", "12"))
 KILL_EXAMPLES = int(os.environ.get("ATLAS_FUZZ_KILL_EXAMPLES", "4"))
 DEEP = "ATLAS_FUZZ_EXAMPLES" in os.environ  # a deep run explores new examples; the default suite replays the same ones
 FUZZ = settings(deadline=None, derandomize=not DEEP, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -139,8 +139,16 @@ store.close()
 
 @pytest.mark.slow
 @settings(FUZZ, max_examples=KILL_EXAMPLES)
-@given(lines=st.lists(line, min_size=2500, max_size=3500), delay=st.floats(0.0, 3.0))
-def test_import_killed_at_any_moment_leaves_whole_batches(lines, delay):
+@given(
+    templates=st.lists(st.one_of(good_pamphlet.map(lambda d: (d, True)), line.filter(lambda x: not x[1])), min_size=1, max_size=10),
+    size=st.integers(2500, 3500),
+    delay=st.floats(0.0, 3.0),
+)
+def test_import_killed_at_any_moment_leaves_whole_batches(templates, size, delay):
+    lines = []
+    for i in range(size):  # a big file from a few generated lines; good ones made distinct
+        item, ok = templates[i % len(templates)]
+        lines.append((json.dumps({**item, "text": f"{item['text']} #{i}"}).encode(), True) if ok else (item, False))
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         source, path = folder / "in.jsonl", folder / "m.sqlite"
