@@ -50,28 +50,32 @@ class HitReader:
                 self._conn.driver_connection.autocommit = True  # no transaction held open between searches
         return self._conn.cursor()
 
-    def seq(self) -> int:
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Execute on the kept connection; a connection the server dropped is replaced once."""
         with self._lock:
-            cursor = self._cursor()
-            try:
-                cursor.execute("SELECT seq FROM store_state WHERE id = 1")
-                return int(cursor.fetchone()[0])
-            finally:
-                cursor.close()
+            for attempt in (1, 2):
+                cursor = self._cursor()
+                try:
+                    cursor.execute(sql, list(params))
+                    return cursor.fetchall()
+                except self._engine.dialect.loaded_dbapi.OperationalError:
+                    if attempt == 2 or self._sqlite:
+                        raise
+                    self._conn.invalidate()
+                    self._conn = None
+                finally:
+                    cursor.close()
+        raise AssertionError("unreachable")
+
+    def seq(self) -> int:
+        return int(self._run("SELECT seq FROM store_state WHERE id = 1")[0][0])
 
     def pamphlets(self, ids: Sequence[int]) -> dict[int, Pamphlet]:
         """Rows of ``ids`` (unknown ids are left out), keyed by id."""
         if not ids:
             return {}
         sql = f"SELECT {', '.join(COLUMNS)} FROM pamphlets WHERE id IN ({', '.join([self._mark] * len(ids))})"
-        with self._lock:
-            cursor = self._cursor()
-            try:
-                cursor.execute(sql, list(ids))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-        return {row[0]: self._pamphlet(row) for row in rows}
+        return {row[0]: self._pamphlet(row) for row in self._run(sql, ids)}
 
     def _pamphlet(self, row: tuple) -> Pamphlet:
         data = dict(zip(COLUMNS, row))

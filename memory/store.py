@@ -190,15 +190,19 @@ class MemoryStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error."""
+        self._require_writable()
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    def _require_writable(self) -> None:
+        """Refuse a write to a read-only store before any work (embedding, reading) is done for it."""
         if self.read_only:
             raise ReadOnlyStore(
                 f"store {self.target} is read-only (its file or folder cannot be written): reads work, but nothing "
                 "can be changed; copy it to a writable place to edit it"
             )
-        with self.engine.connect() as conn:
-            conn.execution_options(sqlite_immediate=True)
-            with conn.begin():
-                yield conn
 
     def _bump(self, conn: Connection) -> int:
         conn.execute(update(t.store_state).where(t.store_state.c.id == 1).values(seq=t.store_state.c.seq + 1))
@@ -218,10 +222,13 @@ class MemoryStore:
             seq = self._db_seq(conn)
         mirror, problem = self._read_index_file(requested, seq)
         if not self.read_only and self.index_path.parent.is_dir():
-            with file_lock(self.lock_path):
-                keep = mirror.index.faiss_file if mirror is not None else None
-                for stale in remove_leftovers(self.index_path, keep):
-                    self.notices.append(f"removed {stale.name}, a partial index file left by a process that died while saving")
+            try:
+                with file_lock(self.lock_path):
+                    keep = mirror.index.faiss_file if mirror is not None else None
+                    for stale in remove_leftovers(self.index_path, keep):
+                        self.notices.append(f"removed {stale.name}, a partial index file left by a process that died while saving")
+            except OSError as exc:  # an index folder we cannot write: the index stays in memory (see close)
+                log.warning("cannot lock %s (%s); leftovers of earlier saves are not cleaned", self.lock_path, exc)
         if mirror is not None and mirror.seq < seq:
             changed = mirror.sync(self.engine, seq, self.embedder.name)
             self.notices.append(f"index was behind SQL ({changed} pamphlets changed since it was saved); updated")
@@ -359,8 +366,7 @@ class MemoryStore:
         """Validate all, embed all, then insert in transactions of ``batch_size``. ``vectors``
         (L2-normalised, one row per item) skips embedding, e.g. to time the store alone."""
         pamphlets = [PamphletIn.model_validate(i) if not isinstance(i, PamphletIn) else i for i in items]
-        if self.read_only:
-            self._write().__enter__()  # raises ReadOnlyStore before any embedding work
+        self._require_writable()
         if vectors is None:
             vectors = self._embed([p.text for p in pamphlets])
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -784,8 +790,7 @@ class MemoryStore:
     # ------------------------------------------------------------------ embedder switch
     def reindex(self, embedder: Embedder | str, progress: Progress | None = None, chunk: int = 512) -> int:
         """Switch the store to another embedder: re-embed every pamphlet in one transaction."""
-        if self.read_only:
-            self._write().__enter__()  # raises ReadOnlyStore before the embedding work
+        self._require_writable()
         new = make_embedder(embedder) if isinstance(embedder, str) else embedder
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.pamphlets.c.id, t.pamphlets.c.text).order_by(t.pamphlets.c.id)).all()
@@ -845,8 +850,7 @@ class MemoryStore:
             raise ImportValidationError(str(path), problems)
         if not records and not problems:
             raise MemoryStoreError(f"import file {path} holds no pamphlets")
-        if self.read_only:
-            self._write().__enter__()  # raises ReadOnlyStore before the embedding work
+        self._require_writable()
         report = ImportReport(skipped_lines=problems)
         with self.engine.connect() as conn:
             taken = set(conn.execute(select(t.pamphlets.c.id)).scalars())

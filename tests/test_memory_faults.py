@@ -291,3 +291,17 @@ def test_invalid_utf8_in_an_import_file_names_file_and_line(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["imported"] == 2 and [line for line, _ in summary["skipped_lines"]] == [2]
+
+
+def test_search_survives_a_server_dropping_its_connection(postgres_url, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    with MemoryStore.open(postgres_url, embedder="hash:64", index_dir=tmp_path) as store:
+        pid = store.add({"text": "hunt for encoded PowerShell"}).id
+        assert store.search("encoded PowerShell", k=1)[0].pamphlet.id == pid
+        backend = store._hits._conn.driver_connection.get_backend_pid()
+        killer = create_engine(postgres_url)
+        with killer.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        killer.dispose()
+        assert store.search("encoded PowerShell", k=1)[0].pamphlet.id == pid  # reconnected once, transparently
