@@ -238,3 +238,18 @@ def test_auto_index_switches_to_hnsw_past_the_threshold_and_says_so(tmp_path, mo
         assert store._index.kind == "flat" and store.notices == []
     with make_store(path, index_kind="hnsw") as store:  # an explicit kind is kept whatever the size
         assert store._index.kind == "hnsw" and store.stats()["index"]["policy"] == "hnsw"
+
+
+def test_exact_search_leaves_the_callers_faiss_threads_alone():
+    import faiss
+
+    from memory.index import ONE_THREAD_FROM, VectorIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((ONE_THREAD_FROM + 10, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(16, "flat")
+    index.upsert(range(1, len(vectors) + 1), vectors)
+    before = faiss.omp_get_max_threads()
+    assert index.search(vectors[41], k=3)[0][0] == 42  # searched on the one-thread worker
+    assert faiss.omp_get_max_threads() == before  # never flipped, not even for a moment in this thread
