@@ -36,7 +36,7 @@ from memory.engine import (
 )
 from memory.errors import ConcurrentEdit, EmbedderMismatch, ImportValidationError, MemoryStoreError, PamphletNotFound, ReadOnlyStore
 from memory.hits import HitReader, trusted
-from memory.index import IndexKind, VectorIndex, remove_leftovers
+from memory.index import VectorIndex, remove_leftovers
 from memory.locking import file_lock
 from memory import mirror as mirror_policy
 from memory.mirror import INDEX_POLICIES, Entry, IndexMirror
