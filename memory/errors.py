@@ -28,3 +28,7 @@ class ImportValidationError(MemoryStoreError):
             f"{path}: {len(problems)} bad line(s); nothing was imported "
             f"(fix them, or import with skip_invalid / --skip-invalid):\n{shown}{more}"
         )
+
+
+class ReadOnlyStore(MemoryStoreError):
+    """The store's file or folder cannot be written: reads work, writes are refused before they start."""

@@ -42,14 +42,21 @@ class PamphletIn(BaseModel):
             raise ValueError("text must not be blank")
         return value
 
+    @field_validator("text", "cue")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:  # PostgreSQL cannot store it in a text column; refuse it on every backend alike
+            raise ValueError("must not contain NUL (\\x00) characters")
+        return value
+
     @field_validator("tags")
     @classmethod
     def _clean_tags(cls, tags: list[str]) -> list[str]:
         cleaned = []
         for tag in tags:
             tag = tag.strip()
-            if not tag or "," in tag:
-                raise ValueError(f"tag {tag!r} must be non-empty and contain no comma")
+            if not tag or "," in tag or "\x00" in tag:
+                raise ValueError(f"tag {tag!r} must be non-empty and contain no comma or NUL character")
             if tag not in cleaned:
                 cleaned.append(tag)
         return cleaned

@@ -1,61 +1,64 @@
 """MemoryStore: pamphlets in SQL (the source of truth) with a FAISS index as a rebuildable cache.
 
 A plain CRUD + search API, as in mem0 or LangGraph's store. Every write is one transaction that
-bumps ``store_state.seq``; before each search the store applies rows newer than the last ``seq``
-it has indexed, so several processes can share a store without losing or mixing writes.
+bumps ``store_state.seq``; before each search the store compares that stamp with the one its
+:class:`IndexMirror` has applied and reads only the rows written since, so several processes can
+share a store without losing or mixing writes.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from memory import tables as t
+from memory.dedup import MergeGroup, check_threshold, group_duplicates
 from memory.embed import Embedder, make_embedder
-from memory.engine import default_index_path, is_url, make_engine
-from memory.errors import ConcurrentEdit, EmbedderMismatch, MemoryStoreError, PamphletNotFound
-from memory.index import INDEX_KINDS, IndexKind, VectorIndex
+from memory.engine import (
+    create_schema,
+    creation_lock,
+    default_index_path,
+    has_schema,
+    is_read_only_file,
+    is_url,
+    make_engine,
+    not_a_store,
+    sqlite_path,
+)
+from memory.errors import ConcurrentEdit, EmbedderMismatch, ImportValidationError, MemoryStoreError, PamphletNotFound, ReadOnlyStore
+from memory.hits import HitReader, trusted
+from memory.index import VectorIndex, remove_leftovers
 from memory.locking import file_lock
+from memory import mirror as mirror_policy
+from memory.mirror import INDEX_POLICIES, Entry, IndexMirror
 from memory.schema import Pamphlet, PamphletIn, PamphletVersion, SearchHit, TrackRecord
+from memory.sqlutil import chunks, now, utc
+from memory.transfer import (
+    BATCH,
+    ImportReport,
+    export_line,
+    fields_of,
+    fresh_records,
+    history_rows,
+    kept_fields,
+    read_jsonl,
+    write_export,
+)
+
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 UNSET: Any = object()
 SNAPSHOT_FIELDS = ("text", "plan", "audience", "tags", "cue", "provenance")
-
-
-SQL_IN_CHUNK = 900  # stay under SQLite's limit on bound variables per statement
-
-
-def _chunks(items: Sequence[int], size: int = SQL_IN_CHUNK) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """What search filters need about a live pamphlet, mirrored in memory."""
-
-    audience: str
-    tags: frozenset[str]
-    version: int
 
 
 class MemoryStore:
@@ -70,54 +73,86 @@ class MemoryStore:
         cls,
         target: str | Path,
         embedder: Embedder | str | None = None,
-        index_kind: IndexKind | None = None,
+        index_kind: str | None = None,
         index_path: Path | None = None,
         index_dir: Path = Path(".atlas/indexes"),
         create: bool = True,
     ) -> MemoryStore:
-        """Open (or create) the store at a SQLite path or SQLAlchemy URL.
+        """Open (or, with ``create``, create) the store at a SQLite path or SQLAlchemy URL.
 
         ``embedder`` defaults to the one the store was built with (MiniLM for a new store);
-        another one is an error: use :meth:`reindex` to switch explicitly."""
-        if index_kind is not None and index_kind not in INDEX_KINDS:
-            raise MemoryStoreError(f"unknown index kind {index_kind!r}; expected one of {', '.join(INDEX_KINDS)}")
-        if not create and not is_url(target) and not Path(target).expanduser().is_file():
-            raise MemoryStoreError(f"no memory store at {target}: check --store, or create one with `atlas memory add`")
+        another one is an error: use :meth:`reindex` to switch explicitly. ``index_kind`` is
+        ``auto`` (exact while small, HNSW from 20,000 pamphlets: the default for a new store),
+        ``flat``, ``hnsw`` or ``ivf``; None keeps the store's choice. ``create=False`` never writes
+        a schema: opening a missing or empty database is then an error. A SQLite store whose file
+        or folder is read-only opens for reading; its writes raise :class:`ReadOnlyStore`."""
+        if index_kind is not None and index_kind not in INDEX_POLICIES:
+            raise MemoryStoreError(f"unknown index kind {index_kind!r}; expected one of {', '.join(INDEX_POLICIES)}")
         self = object.__new__(cls)
         self.target = str(target)
-        self.engine = make_engine(target)
-        self.index_path = index_path or default_index_path(target, index_dir)
+        self.read_only = False
+        if not is_url(target):
+            path = sqlite_path(target)
+            if path.is_dir():
+                raise MemoryStoreError(f"{path} is a folder, not a memory store file; check --store")
+            if not create and not path.is_file():
+                raise MemoryStoreError(f"no memory store at {target}: check --store, or create one with `atlas memory add`")
+            self.read_only = is_read_only_file(path)
+        self.engine = make_engine(target, read_only=self.read_only)
+        self.index_path = Path(index_path) if index_path else default_index_path(target, Path(index_dir))
         self.lock_path = self.index_path.with_name(self.index_path.name + ".lock")
         self.notices: list[str] = []
-        t.metadata.create_all(self.engine)
-        self.embedder = self._resolve_embedder(embedder)
-        self._entries: dict[int, _Entry] = {}
-        self._index_seq = 0
+        self._lock = threading.RLock()
         self._dirty = False
-        self._load_index(index_kind)
+        try:
+            self._open_schema(create)
+            self.embedder = self._resolve_embedder(embedder, create)
+            self._identity = self._read_identity()
+            self._hits = HitReader(self.engine)
+            self._load_mirror(index_kind)
+        except BaseException:
+            self.engine.dispose()
+            raise
         return self
 
-    def _resolve_embedder(self, embedder: Embedder | str | None) -> Embedder:
+    def _open_schema(self, create: bool) -> None:
+        if has_schema(self.engine, self.target):
+            return
+        if not create:
+            raise MemoryStoreError(
+                f"{self.target} holds no memory store yet (an empty database); nothing was created. "
+                "Create one with `atlas memory add` or `atlas memory import`"
+            )
+        if self.read_only:
+            raise ReadOnlyStore(f"store {self.target} is read-only: cannot create a memory store there; choose a writable --store")
+        create_schema(self.engine, self.target)
+
+    def _state(self, conn: Connection) -> Any:
+        try:
+            return conn.execute(select(t.store_state)).mappings().first()
+        except DBAPIError as exc:
+            raise not_a_store(self.target, exc) from None
+
+    def _resolve_embedder(self, embedder: Embedder | str | None, create: bool) -> Embedder:
         with self.engine.connect() as conn:
-            state = conn.execute(select(t.store_state)).mappings().first()
+            state = self._state(conn)
         if isinstance(embedder, str):
             embedder = make_embedder(embedder)
         if state is None:
+            if not create or self.read_only:
+                raise MemoryStoreError(f"{self.target} holds no memory store yet (its creation never finished); nothing was created")
             embedder = embedder or make_embedder("minilm")
             with self._write() as conn:
-                if conn.execute(select(t.store_state.c.id)).first() is None:
+                creation_lock(conn)
+                state = self._state(conn)
+                if state is None:
                     conn.execute(
                         insert(t.store_state).values(
-                            id=1,
-                            schema_version=t.SCHEMA_VERSION,
-                            seq=0,
-                            embedding_model=embedder.name,
-                            embedding_spec=getattr(embedder, "spec", embedder.name),
-                            embedding_dim=embedder.dim,
-                            created_at=_now(),
+                            id=1, schema_version=t.SCHEMA_VERSION, seq=0, embedding_model=embedder.name,
+                            embedding_spec=getattr(embedder, "spec", embedder.name), embedding_dim=embedder.dim, created_at=now(),
                         )
                     )
-            return embedder
+                    return embedder
         if embedder is None:
             return make_embedder(state["embedding_spec"])
         if (embedder.name, embedder.dim) != (state["embedding_model"], state["embedding_dim"]):
@@ -129,10 +164,21 @@ class MemoryStore:
             )
         return embedder
 
+    def _read_identity(self) -> str:
+        """Which store this is (its creation time): an index file of another store is never taken for ours."""
+        with self.engine.connect() as conn:
+            created = conn.execute(select(t.store_state.c.created_at)).scalar_one()
+        return utc(created).isoformat()
+
     def close(self) -> None:
-        if self._dirty:
-            self.save_index()
-        self.engine.dispose()
+        try:
+            if self._dirty:
+                self.save_index()
+        except (OSError, ReadOnlyStore) as exc:  # the index is a cache: losing it costs a rebuild, never data
+            log.warning("could not save the index of %s (%s); it will be rebuilt on the next open", self.target, exc)
+        finally:
+            self._hits.close()
+            self.engine.dispose()
 
     def __enter__(self) -> MemoryStore:
         return self
@@ -144,10 +190,19 @@ class MemoryStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction (SQLite: BEGIN IMMEDIATE); commits on success, rolls back on error."""
+        self._require_writable()
         with self.engine.connect() as conn:
             conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
+
+    def _require_writable(self) -> None:
+        """Refuse a write to a read-only store before any work (embedding, reading) is done for it."""
+        if self.read_only:
+            raise ReadOnlyStore(
+                f"store {self.target} is read-only (its file or folder cannot be written): reads work, but nothing "
+                "can be changed; copy it to a writable place to edit it"
+            )
 
     def _bump(self, conn: Connection) -> int:
         conn.execute(update(t.store_state).where(t.store_state.c.id == 1).values(seq=t.store_state.c.seq + 1))
@@ -157,167 +212,132 @@ class MemoryStore:
         return int(conn.execute(select(t.store_state.c.seq)).scalar_one())
 
     # ------------------------------------------------------------------ the index cache
-    def _load_index(self, index_kind: IndexKind | None) -> None:
-        """Load the index file, check it against SQL (ids and versions), repair or rebuild."""
+    @property
+    def _index(self) -> VectorIndex:
+        return self._mirror.index
+
+    def _load_mirror(self, requested: str | None) -> None:
+        """Load the index file, check it cheaply against SQL, bring it up to date or rebuild it."""
         with self.engine.connect() as conn:
             seq = self._db_seq(conn)
-            self._entries = self._live_entries(conn)
-        loaded = None
-        if self.index_path.is_file():
+        mirror, problem = self._read_index_file(requested, seq)
+        if not self.read_only and self.index_path.parent.is_dir():
+            try:
+                with file_lock(self.lock_path):
+                    keep = mirror.index.faiss_file if mirror is not None else None
+                    for stale in remove_leftovers(self.index_path, keep):
+                        self.notices.append(f"removed {stale.name}, a partial index file left by a process that died while saving")
+            except OSError as exc:  # an index folder we cannot write: the index stays in memory (see close)
+                log.warning("cannot lock %s (%s); leftovers of earlier saves are not cleaned", self.lock_path, exc)
+        if mirror is not None and mirror.seq < seq:
+            changed = mirror.sync(self.engine, seq, self.embedder.name)
+            self.notices.append(f"index was behind SQL ({changed} pamphlets changed since it was saved); updated")
+            self._dirty = True
+        if mirror is not None:
+            problem = mirror.disagreement(self.engine)
+            if problem:
+                problem = f"index contents disagree with SQL ({problem}: another store's index, or a damaged one)"
+                mirror = None
+        if mirror is None:
+            if problem:
+                self.notices.append(f"{problem}; rebuilt from SQL")
+            policy = requested or "auto"
+            self._mirror = IndexMirror.rebuilt(self.engine, self.embedder.dim, policy, seq)
+            if not problem and self._mirror.live:
+                self.notices.append(f"index file {self.index_path} is missing; rebuilt from SQL")
+            self._dirty = True
+        else:
+            self._mirror = mirror
+        self._fit_kind()
+        self._maybe_compact()
+        if self.read_only and self._dirty:
+            self.notices.append("the store is read-only: the updated index is kept in memory only")
+
+    def _read_index_file(self, requested: str | None, seq: int) -> tuple[IndexMirror | None, str | None]:
+        """The saved mirror if it is usable, else (None, why not); (None, None) if there is no file."""
+        if not self.index_path.is_file():
+            return None, None
+        try:
             try:
                 with file_lock(self.lock_path, shared=True):
-                    loaded = VectorIndex.load(self.index_path)
-            except (ValueError, RuntimeError, OSError, KeyError) as exc:  # a damaged cache is rebuilt, never trusted
-                self.notices.append(f"index file {self.index_path} is unreadable ({exc}); rebuilt from SQL")
-        if loaded is None:
-            if self.index_path.is_file() or self._entries:
-                if not self.notices:
-                    self.notices.append(f"index file {self.index_path} is missing; rebuilt from SQL")
-            self._rebuild(index_kind or "flat", seq, self._entries)
-            return
-        index, meta, arrays = loaded
-        wanted = index_kind or meta.get("kind", "flat")
-        problem = self._unusable(index, meta, arrays, wanted)
-        if problem:
-            self.notices.append(f"{problem}; rebuilt from SQL")
-            self._rebuild(wanted, seq, self._entries)
-            return
-        self._index = index
-        indexed = dict(zip(arrays["entry_ids"].tolist(), arrays["entry_versions"].tolist()))
-        stale = [i for i, e in self._entries.items() if indexed.get(i) != e.version]
-        gone = [i for i in indexed if i not in self._entries]
-        if stale or gone:
-            self.notices.append(
-                f"index was behind SQL ({len(stale)} new or changed, {len(gone)} removed pamphlets); updated"
-            )
-            with self.engine.connect() as conn:
-                self._index_vectors(conn, stale)
-            index.remove(gone)
-            self._dirty = True
-        self._index_seq = seq
-        self._maybe_compact()
-
-    def _unusable(self, index: VectorIndex, meta: dict, arrays: dict[str, np.ndarray], wanted: str) -> str | None:
-        """Why a loaded index file cannot be brought up to date incrementally (None: it can)."""
+                    index, meta, arrays = VectorIndex.load(self.index_path)
+            except PermissionError:  # no lock file in a read-only folder: no writer can save there either
+                index, meta, arrays = VectorIndex.load(self.index_path)
+        except (ValueError, RuntimeError, OSError, KeyError, TypeError) as exc:  # a damaged cache is rebuilt, never trusted
+            return None, f"index file {self.index_path} is unreadable ({exc})"
         if meta.get("embedding_model") != self.embedder.name or meta.get("dim") != self.embedder.dim:
-            return f"index was built with {meta.get('embedding_model')}, the store uses {self.embedder.name}"
-        if wanted != index.kind:
-            return f"index kind changed from {index.kind} to {wanted}"
-        if "entry_ids" not in arrays or "entry_versions" not in arrays:
-            return "index file lacks its version list"
-        if set(arrays["entry_ids"].tolist()) != set(index.ids()):
-            return "index file slot map and version list disagree"
-        return None
+            return None, f"index was built with {meta.get('embedding_model')}, the store uses {self.embedder.name}"
+        if meta.get("store") != self._identity:
+            return None, "index file belongs to another store (its creation time differs)"
+        if int(meta.get("seq", -1)) > seq:
+            return None, "index file is newer than the database (was the database restored from a copy?)"
+        policy = meta.get("policy", index.kind)
+        if requested is not None and requested != policy and requested != index.kind:
+            return None, f"index kind changed from {index.kind} to {requested}"
+        try:
+            mirror = IndexMirror.from_file(index, meta, arrays)
+        except ValueError as exc:
+            return None, f"index file {self.index_path} is unusable ({exc})"
+        if requested is not None:
+            mirror.policy = requested
+        return mirror, None
 
-    def _live_entries(self, conn: Connection, ids: Sequence[int] | None = None) -> dict[int, _Entry]:
-        """Filter metadata of live pamphlets (all, or ``ids``). This runs on every open, so it
-        reads plain columns only: tags come from the tags table, not the JSON column."""
-        if ids is not None:
-            entries: dict[int, _Entry] = {}
-            for part in _chunks(ids):
-                entries.update(self._live_entries_where(conn, t.pamphlets.c.id.in_(part)))
-            return entries
-        return self._live_entries_where(conn, None)
-
-    def _live_entries_where(self, conn: Connection, condition: Any) -> dict[int, _Entry]:
-        p, tg = t.pamphlets.c, t.pamphlet_tags.c
-        live = p.deleted.is_(False) if condition is None else and_(p.deleted.is_(False), condition)
-        tags: dict[int, list[str]] = {}
-        for pamphlet_id, tag in conn.execute(select(tg.pamphlet_id, tg.tag).join(t.pamphlets, p.id == tg.pamphlet_id).where(live)).all():
-            tags.setdefault(pamphlet_id, []).append(tag)
-        shared: dict[tuple[str, ...], frozenset[str]] = {}  # many pamphlets share one tag set
-        entries = {}
-        for pamphlet_id, audience, version in conn.execute(select(p.id, p.audience, p.version).where(live)).all():
-            key = tuple(sorted(tags.get(pamphlet_id, ())))
-            entries[pamphlet_id] = _Entry(audience, shared.setdefault(key, frozenset(key)), version)
-        return entries
-
-    def _index_vectors(self, conn: Connection, ids: Sequence[int]) -> None:
-        """Read stored vectors of ``ids`` from SQL into the index."""
-        for part in _chunks(ids):
-            rows = conn.execute(
-                select(t.pamphlets.c.id, t.pamphlets.c.embedding).where(t.pamphlets.c.id.in_(part))
-            ).all()
-            if rows:
-                vectors = np.stack([np.frombuffer(r.embedding, dtype=np.float32) for r in rows])
-                self._index.upsert([r.id for r in rows], vectors)
-
-    def _rebuild(self, kind: IndexKind, seq: int, entries: dict[int, _Entry] | None = None) -> None:
-        """A fresh index from SQL; ``entries`` saves re-reading metadata the caller just read."""
-        self._index = VectorIndex(self.embedder.dim, kind)
-        with self.engine.connect() as conn:
-            self._entries = entries if entries is not None else self._live_entries(conn)
-            self._index_vectors(conn, sorted(self._entries))
-        self._index_seq = seq
+    def _fit_kind(self) -> None:
+        """Switch between exact and approximate search when the store's size calls for it (auto policy)."""
+        wanted = self._mirror.wanted_kind()
+        current = self._mirror.index.kind
+        if wanted == current:
+            return
+        self._mirror.convert(wanted)
         self._dirty = True
-        log.info("rebuilt %s index of %d pamphlets", kind, len(self._entries))
+        message = f"index switched from {current} to {wanted} at {self._mirror.live:,} pamphlets (auto: hnsw from {mirror_policy.AUTO_HNSW_AT:,})"
+        self.notices.append(message)
+        log.info(message)
 
-    def rebuild_index(self, kind: IndexKind | None = None) -> int:
-        """Rebuild the index from SQL (e.g. to change its kind); returns the number indexed."""
-        with self.engine.connect() as conn:
-            seq = self._db_seq(conn)
-        self._rebuild(kind or self._index.kind, seq)
-        self.save_index()
-        return len(self._index)
+    def rebuild_index(self, kind: str | None = None) -> int:
+        """Rebuild the index from SQL (e.g. to change its kind, or ``auto``); returns the number indexed."""
+        if kind is not None and kind not in INDEX_POLICIES:
+            raise MemoryStoreError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_POLICIES)}")
+        with self._lock:
+            with self.engine.connect() as conn:
+                seq = self._db_seq(conn)
+            self._mirror = IndexMirror.rebuilt(self.engine, self.embedder.dim, kind or self._mirror.policy, seq)
+            self._dirty = True
+            self.save_index()
+            return len(self._mirror.index)
 
     def _maybe_compact(self, threshold: float = 0.3) -> None:
-        if self._index.slots > 1000 and self._index.dead_fraction > threshold:
-            self.rebuild_index()
+        index = self._mirror.index
+        if index.slots > 1000 and index.dead_fraction > threshold:
+            self._mirror.convert(index.kind)
+            self._dirty = True
 
     def save_index(self) -> None:
-        """Write the index file atomically, under the store's lock."""
-        ids = sorted(self._entries)
-        arrays = {
-            "entry_ids": np.asarray(ids, dtype=np.int64),
-            "entry_versions": np.asarray([self._entries[i].version for i in ids], dtype=np.int64),
-        }
-        meta = {"seq": self._index_seq, "embedding_model": self.embedder.name}
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.lock_path):
-            self._index.save(self.index_path, meta, arrays)
-        self._dirty = False
+        """Write the index file (with the id/version mirror) atomically, under the store's lock."""
+        if self.read_only:
+            raise ReadOnlyStore(f"store {self.target} is read-only: its index cannot be saved")
+        with self._lock:
+            self._mirror.save(self.index_path, self.lock_path, {"embedding_model": self.embedder.name, "store": self._identity})
+            self._dirty = False
 
     def sync(self) -> int:
         """Apply changes other processes committed since our last look; returns how many."""
-        with self.engine.connect() as conn:
-            seq = self._db_seq(conn)
-            if seq == self._index_seq:
+        seq = self._hits.seq()
+        with self._lock:
+            if seq == self._mirror.seq:
                 return 0
-            changed = conn.execute(
-                select(t.pamphlets.c.id, t.pamphlets.c.deleted).where(t.pamphlets.c.seq > self._index_seq)
-            ).all()
-            purged = conn.execute(select(t.tombstones.c.pamphlet_id).where(t.tombstones.c.seq > self._index_seq)).scalars().all()
-            gone = [r.id for r in changed if r.deleted] + list(purged)
-            live = [r.id for r in changed if not r.deleted]
-            fresh = self._live_entries(conn, live)
-            stale = [i for i, e in fresh.items() if self._entries.get(i) != e or i not in self._index]
-            vector_changed = [
-                i for i in stale
-                if i not in self._index or self._entries.get(i) is None or self._entries[i].version != fresh[i].version
-            ]
-            self._index_vectors(conn, vector_changed)
-        self._index.remove(gone)
-        for pamphlet_id in gone:
-            self._entries.pop(pamphlet_id, None)
-        self._entries.update(fresh)
-        self._index_seq = seq
-        self._dirty = True
-        return len(gone) + len(stale)
+            changed = self._mirror.sync(self.engine, seq, self.embedder.name)
+            self._dirty = True
+            self._fit_kind()
+            return changed
 
-    def _applied(self, seq: int, upserts: dict[int, tuple[_Entry, np.ndarray | None]], removed: Iterable[int]) -> None:
+    def _applied(self, seq: int, upserts: dict[int, tuple[Entry, np.ndarray | None]], removed: Sequence[int]) -> None:
         """Mirror our own committed write in the index without re-reading it from SQL."""
-        vectors = [(i, v) for i, (_, v) in upserts.items() if v is not None]
-        if vectors:
-            self._index.upsert([i for i, _ in vectors], np.stack([v for _, v in vectors]))
-        removed = list(removed)
-        self._index.remove(removed)
-        for pamphlet_id in removed:
-            self._entries.pop(pamphlet_id, None)
-        for pamphlet_id, (entry, _) in upserts.items():
-            self._entries[pamphlet_id] = entry
-        if self._index_seq == seq - 1:  # nobody else wrote in between: we are current
-            self._index_seq = seq
-        self._dirty = True
+        with self._lock:
+            self._mirror.apply(seq, upserts, removed)
+            self._dirty = True
+            self._fit_kind()
+            self._maybe_compact()
 
     # ------------------------------------------------------------------ writes
     def _embed(self, texts: Sequence[str], progress: Progress | None = None, chunk: int = 256) -> np.ndarray:
@@ -329,7 +349,11 @@ class MemoryStore:
         return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
     def add(self, item: PamphletIn | dict[str, Any], changed_by: str = "api") -> Pamphlet:
-        return self.get(self.add_many([item], changed_by=changed_by)[0])
+        """Add one pamphlet; returns it as written."""
+        pamphlet = item if isinstance(item, PamphletIn) else PamphletIn.model_validate(item)
+        written: list[Pamphlet] = []
+        self._insert([pamphlet], self._embed([pamphlet.text]), changed_by, written=written)
+        return written[0]
 
     def add_many(
         self,
@@ -342,13 +366,12 @@ class MemoryStore:
         """Validate all, embed all, then insert in transactions of ``batch_size``. ``vectors``
         (L2-normalised, one row per item) skips embedding, e.g. to time the store alone."""
         pamphlets = [PamphletIn.model_validate(i) if not isinstance(i, PamphletIn) else i for i in items]
+        self._require_writable()
         if vectors is None:
             vectors = self._embed([p.text for p in pamphlets])
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(pamphlets), self.embedder.dim):
-            raise MemoryStoreError(
-                f"expected {len(pamphlets)} vectors of {self.embedder.dim} dims, got shape {vectors.shape}"
-            )
+            raise MemoryStoreError(f"expected {len(pamphlets)} vectors of {self.embedder.dim} dims, got shape {vectors.shape}")
         ids: list[int] = []
         for start in range(0, len(pamphlets), batch_size):
             batch = pamphlets[start : start + batch_size]
@@ -364,10 +387,12 @@ class MemoryStore:
         changed_by: str,
         keep: Sequence[dict] | None = None,
         after: Callable[[Connection, list[int]], None] | None = None,
+        written: list[Pamphlet] | None = None,
     ) -> list[int]:
         """Insert one batch in one transaction. ``keep`` carries ids, timestamps, versions and the
-        deleted flag of imported records (their history comes from ``after``, in the same transaction)."""
-        now = _now()
+        deleted flag of imported records (their history comes from ``after``, in the same
+        transaction); ``written`` receives the pamphlets exactly as inserted."""
+        stamp = now()
         with self._write() as conn:
             seq = self._bump(conn)
             rows = []
@@ -379,8 +404,8 @@ class MemoryStore:
                     "embedding_model": self.embedder.name,
                     "embedding_dim": self.embedder.dim,
                     "content_hash": item.compute_hash(),
-                    "created_at": extra.get("created_at", now),
-                    "updated_at": extra.get("updated_at", now),
+                    "created_at": extra.get("created_at", stamp),
+                    "updated_at": extra.get("updated_at", stamp),
                     "deleted": bool(extra.get("deleted", False)),
                     "version": extra.get("version", 1),
                     "seq": seq,
@@ -393,9 +418,7 @@ class MemoryStore:
                 for row in rows:  # explicit ids: one by one, so each row's id comes back with it
                     ids.append(int(conn.execute(insert(t.pamphlets).values(**row).returning(t.pamphlets.c.id)).scalar_one()))
                 if conn.dialect.name == "postgresql":  # explicit ids do not advance a SERIAL sequence
-                    conn.exec_driver_sql(
-                        "SELECT setval(pg_get_serial_sequence('pamphlets', 'id'), (SELECT MAX(id) FROM pamphlets))"
-                    )
+                    conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('pamphlets', 'id'), (SELECT MAX(id) FROM pamphlets))")
             else:
                 result = conn.execute(insert(t.pamphlets).returning(t.pamphlets.c.id, sort_by_parameter_order=True), rows)
                 ids = [int(r[0]) for r in result]
@@ -408,16 +431,19 @@ class MemoryStore:
                 conn.execute(
                     insert(t.pamphlet_versions),
                     [
-                        {"pamphlet_id": i, "version": 1, "change": "created", "changed_by": changed_by, "changed_at": now, "snapshot": item.model_dump(mode="json")}
+                        {"pamphlet_id": i, "version": 1, "change": "created", "changed_by": changed_by, "changed_at": stamp, "snapshot": item.model_dump(mode="json")}
                         for i, item in zip(ids, batch)
                     ],
                 )
         upserts = {
-            i: (_Entry(item.audience, frozenset(item.tags), rows[n]["version"]), vectors[n])
+            i: (Entry(item.audience, frozenset(item.tags), rows[n]["version"], seq), vectors[n])
             for n, (i, item) in enumerate(zip(ids, batch))
             if not rows[n]["deleted"]
         }
         self._applied(seq, upserts, [])
+        if written is not None:
+            for i, row in zip(ids, rows):
+                written.append(_written(i, row))
         return ids
 
     def update(
@@ -433,7 +459,8 @@ class MemoryStore:
         changed_by: str = "api",
         change: str = "edited",
     ) -> Pamphlet:
-        """Change fields of a live pamphlet; re-embeds when the text changes; keeps history."""
+        """Change fields of a live pamphlet; re-embeds when the text changes; keeps history.
+        Returns the version this call wrote (not a later read, which could be another writer's)."""
         current = self.get(pamphlet_id)
         if current.deleted:
             raise MemoryStoreError(f"pamphlet {pamphlet_id} is deleted; restore it before editing")
@@ -453,34 +480,33 @@ class MemoryStore:
         self, current: Pamphlet, new: PamphletIn, vector: np.ndarray | None, changed_by: str, change: str,
         deleted: bool = False,
     ) -> Pamphlet:
-        now = _now()
+        stamp = now()
         version = current.version + 1
         with self._write() as conn:
             seq = self._bump(conn)
-            self._write_version(conn, current.id, version, new, deleted, seq, now, change, changed_by, vector)
-            if vector is None and not deleted and current.id not in self._index:
+            self._write_version(conn, current.id, version, new, deleted, seq, stamp, change, changed_by, vector)
+            if vector is None and not deleted and current.id not in self._mirror.index:
                 stored = conn.execute(select(t.pamphlets.c.embedding).where(t.pamphlets.c.id == current.id)).scalar_one()
                 vector = np.frombuffer(stored, dtype=np.float32)
         if deleted:
             self._applied(seq, {}, [current.id])
         else:
-            self._applied(seq, {current.id: (_Entry(new.audience, frozenset(new.tags), version), vector)}, [])
-        return self.get(current.id)
+            self._applied(seq, {current.id: (Entry(new.audience, frozenset(new.tags), version, seq), vector)}, [])
+        return current.model_copy(update={**new.model_dump(), "provenance": new.provenance, "version": version,
+                                          "updated_at": stamp, "deleted": deleted, "content_hash": new.compute_hash()})
 
     def delete(self, pamphlet_id: int, changed_by: str = "api", change: str = "deleted") -> Pamphlet:
         """Soft delete: gone from search and listings at once, kept in SQL until purged."""
         current = self.get(pamphlet_id)
         if current.deleted:
             return current
-        fields = PamphletIn.model_validate(current.model_dump(include=set(SNAPSHOT_FIELDS)))
-        return self._commit_change(current, fields, None, changed_by, change, deleted=True)
+        return self._commit_change(current, fields_of(current), None, changed_by, change, deleted=True)
 
     def restore(self, pamphlet_id: int, changed_by: str = "api") -> Pamphlet:
         current = self.get(pamphlet_id)
         if not current.deleted:
             return current
-        fields = PamphletIn.model_validate(current.model_dump(include=set(SNAPSHOT_FIELDS)))
-        return self._commit_change(current, fields, None, changed_by, "restored")
+        return self._commit_change(current, fields_of(current), None, changed_by, "restored")
 
     def purge(self, ids: Sequence[int] | None = None) -> int:
         """Remove soft-deleted pamphlets for good (all of them, or the given ones)."""
@@ -490,7 +516,7 @@ class MemoryStore:
                 doomed = list(conn.execute(select(t.pamphlets.c.id).where(t.pamphlets.c.deleted.is_(True))).scalars())
             else:
                 found = {}
-                for part in _chunks(list(ids)):
+                for part in chunks(list(ids)):
                     found.update({r.id: r.deleted for r in conn.execute(query.where(t.pamphlets.c.id.in_(part)))})
                 missing = [i for i in ids if i not in found]
                 live = [i for i in ids if found.get(i) is False]
@@ -502,7 +528,7 @@ class MemoryStore:
             if not doomed:
                 return 0
             seq = self._bump(conn)
-            for chunk in _chunks(doomed):
+            for chunk in chunks(doomed):
                 for table, column in (
                     (t.pamphlet_tags, t.pamphlet_tags.c.pamphlet_id),
                     (t.pamphlet_versions, t.pamphlet_versions.c.pamphlet_id),
@@ -522,7 +548,7 @@ class MemoryStore:
         self.get(pamphlet_id)
         with self._write() as conn:
             conn.execute(
-                insert(t.pamphlet_uses).values(pamphlet_id=pamphlet_id, episode_id=str(episode_id), reward=float(reward), used_at=_now())
+                insert(t.pamphlet_uses).values(pamphlet_id=pamphlet_id, episode_id=str(episode_id), reward=float(reward), used_at=now())
             )
 
     # ------------------------------------------------------------------ reads
@@ -539,7 +565,7 @@ class MemoryStore:
             return []
         by_id = {}
         with self.engine.connect() as conn:
-            for part in _chunks(ids):
+            for part in chunks(ids):
                 by_id.update({row["id"]: _to_pamphlet(row) for row in conn.execute(_SELECT_BY_IDS, {"ids": part}).mappings()})
         return [by_id[i] for i in ids if i in by_id]
 
@@ -558,9 +584,7 @@ class MemoryStore:
         if audience:
             query = query.where(t.pamphlets.c.audience == audience)
         for tag in tags:
-            query = query.where(
-                t.pamphlets.c.id.in_(select(t.pamphlet_tags.c.pamphlet_id).where(t.pamphlet_tags.c.tag == tag))
-            )
+            query = query.where(t.pamphlets.c.id.in_(select(t.pamphlet_tags.c.pamphlet_id).where(t.pamphlet_tags.c.tag == tag)))
         query = query.offset(offset)
         if limit is not None:
             query = query.limit(limit)
@@ -590,20 +614,8 @@ class MemoryStore:
     ) -> list[tuple[int, float]]:
         """(id, cosine) of the nearest live pamphlets, filtered; no pamphlet rows are read."""
         self.sync()
-        wanted_tags = frozenset(tags)
-        allowed = None
-        if audience or wanted_tags:
-            entries = self._entries
-
-            def allowed(pamphlet_id: int) -> bool:
-                entry = entries.get(pamphlet_id)
-                return (
-                    entry is not None
-                    and (audience is None or entry.audience == audience)
-                    and wanted_tags <= entry.tags
-                )
-
-        return self._index.search(vector, k, allowed, min_score)
+        with self._lock:
+            return self._mirror.index.search(vector, k, self._mirror.allowed(audience, tags), min_score)
 
     def search_vector(
         self,
@@ -614,17 +626,13 @@ class MemoryStore:
         min_score: float | None = None,
     ) -> list[SearchHit]:
         hits = self.neighbours(vector, k, audience, tags, min_score)
-        pamphlets = {p.id: p for p in self.get_many([i for i, _ in hits])}
-        return [
-            SearchHit(pamphlet=pamphlets[i], score=score)
-            for i, score in hits
-            if i in pamphlets and not pamphlets[i].deleted
-        ]
+        pamphlets = self._hits.pamphlets([i for i, _ in hits])
+        return [trusted(SearchHit, {"pamphlet": pamphlets[i], "score": score}) for i, score in hits if i in pamphlets and not pamphlets[i].deleted]
 
     def live_ids(self) -> list[int]:
         """Ids of every live pamphlet, as of the last sync."""
         self.sync()
-        return sorted(self._entries)
+        return self._mirror.live_ids()
 
     def history(self, pamphlet_id: int) -> list[PamphletVersion]:
         self.get(pamphlet_id)
@@ -635,13 +643,13 @@ class MemoryStore:
         out: dict[int, list[PamphletVersion]] = {i: [] for i in ids}
         v = t.pamphlet_versions.c
         with self.engine.connect() as conn:
-            for part in _chunks(ids):
+            for part in chunks(ids):
                 rows = conn.execute(select(t.pamphlet_versions).where(v.pamphlet_id.in_(part)).order_by(v.pamphlet_id, v.version, v.id)).mappings()
                 for r in rows:
                     out[r["pamphlet_id"]].append(
                         PamphletVersion(
                             pamphlet_id=r["pamphlet_id"], version=r["version"], change=r["change"],
-                            changed_by=r["changed_by"], changed_at=_utc(r["changed_at"]), snapshot=r["snapshot"],
+                            changed_by=r["changed_by"], changed_at=utc(r["changed_at"]), snapshot=r["snapshot"],
                         )
                     )
         return out
@@ -654,9 +662,9 @@ class MemoryStore:
         out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         u = t.pamphlet_uses.c
         with self.engine.connect() as conn:
-            for part in _chunks(ids):
+            for part in chunks(ids):
                 for r in conn.execute(select(u.pamphlet_id, u.episode_id, u.reward, u.used_at).where(u.pamphlet_id.in_(part)).order_by(u.id)):
-                    out[r.pamphlet_id].append({"episode_id": r.episode_id, "reward": r.reward, "used_at": _utc(r.used_at).isoformat()})
+                    out[r.pamphlet_id].append({"episode_id": r.episode_id, "reward": r.reward, "used_at": utc(r.used_at).isoformat()})
         return out
 
     def track_records(self, ids: Sequence[int]) -> dict[int, TrackRecord]:
@@ -667,14 +675,14 @@ class MemoryStore:
         uses = t.pamphlet_uses.c
         rows = []
         with self.engine.connect() as conn:
-            for part in _chunks(ids):
+            for part in chunks(ids):
                 rows += conn.execute(
                     select(uses.pamphlet_id, func.count(), func.avg(uses.reward), func.max(uses.used_at))
                     .where(uses.pamphlet_id.in_(part))
                     .group_by(uses.pamphlet_id)
                 ).all()
         for pamphlet_id, count, mean, last in rows:
-            records[pamphlet_id] = TrackRecord(uses=count, mean_reward=float(mean), last_used_at=_utc(last))
+            records[pamphlet_id] = TrackRecord(uses=count, mean_reward=float(mean), last_used_at=utc(last))
         return records
 
     def track_record(self, pamphlet_id: int) -> TrackRecord:
@@ -699,6 +707,7 @@ class MemoryStore:
             ).all()
             uses = conn.execute(select(func.count(), func.avg(t.pamphlet_uses.c.reward))).one()
             seq = self._db_seq(conn)
+        index = self._mirror.index
         return {
             "store": self.target if is_url(self.target) else str(Path(self.target).resolve()),
             "live": total - deleted,
@@ -709,7 +718,8 @@ class MemoryStore:
             "mean_reward": float(uses[1]) if uses[1] is not None else None,
             "embedder": self.embedder.name,
             "dim": self.embedder.dim,
-            "index": {"kind": self._index.kind, "vectors": len(self._index), "slots": self._index.slots, "path": str(self.index_path)},
+            "index": {"kind": index.kind, "policy": self._mirror.policy, "vectors": len(index), "slots": index.slots, "path": str(self.index_path)},
+            "read_only": self.read_only,
             "seq": seq,
         }
 
@@ -730,20 +740,21 @@ class MemoryStore:
             provenance.episode_ids = list(dict.fromkeys(provenance.episode_ids + other.provenance.episode_ids))
             provenance.merged_from = list(dict.fromkeys(provenance.merged_from + [other.id] + other.provenance.merged_from))
         merged = PamphletIn.model_validate({**survivor.model_dump(include=set(SNAPSHOT_FIELDS)), "tags": tags, "provenance": provenance.model_dump()})
-        now = _now()
+        stamp = now()
         with self._write() as conn:
             seq = self._bump(conn)
-            self._write_version(conn, survivor.id, survivor.version + 1, merged, False, seq, now, "merged", changed_by)
+            self._write_version(conn, survivor.id, survivor.version + 1, merged, False, seq, stamp, "merged", changed_by)
             for other in others:
                 fields = PamphletIn.model_validate(other.model_dump(include=set(SNAPSHOT_FIELDS)))
-                self._write_version(conn, other.id, other.version + 1, fields, True, seq, now, f"merged into {survivor.id}", changed_by)
+                self._write_version(conn, other.id, other.version + 1, fields, True, seq, stamp, f"merged into {survivor.id}", changed_by)
             conn.execute(update(t.pamphlet_uses).where(t.pamphlet_uses.c.pamphlet_id.in_(members)).values(pamphlet_id=survivor.id))
-        self._applied(seq, {survivor.id: (_Entry(merged.audience, frozenset(merged.tags), survivor.version + 1), None)}, members)
-        return self.get(survivor.id)
+        self._applied(seq, {survivor.id: (Entry(merged.audience, frozenset(merged.tags), survivor.version + 1, seq), None)}, members)
+        return survivor.model_copy(update={**merged.model_dump(), "provenance": merged.provenance, "version": survivor.version + 1,
+                                           "updated_at": stamp, "content_hash": merged.compute_hash()})
 
     def _write_version(
         self, conn: Connection, pamphlet_id: int, version: int, fields: PamphletIn, deleted: bool,
-        seq: int, now: datetime, change: str, changed_by: str, vector: np.ndarray | None = None,
+        seq: int, now: Any, change: str, changed_by: str, vector: np.ndarray | None = None,
     ) -> None:
         """Update a pamphlet row to a new version, its tags, and its history, in ``conn``'s transaction."""
         values: dict[str, Any] = {
@@ -779,6 +790,7 @@ class MemoryStore:
     # ------------------------------------------------------------------ embedder switch
     def reindex(self, embedder: Embedder | str, progress: Progress | None = None, chunk: int = 512) -> int:
         """Switch the store to another embedder: re-embed every pamphlet in one transaction."""
+        self._require_writable()
         new = make_embedder(embedder) if isinstance(embedder, str) else embedder
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.pamphlets.c.id, t.pamphlets.c.text).order_by(t.pamphlets.c.id)).all()
@@ -802,28 +814,92 @@ class MemoryStore:
                 )
             )
         self.embedder = new
-        self._rebuild(self._index.kind, seq)
+        with self._lock:
+            self._mirror = IndexMirror.rebuilt(self.engine, new.dim, self._mirror.policy, seq)
+            self._dirty = True
         self.save_index()
         return len(rows)
 
     # ------------------------------------------------------------------ transfer and merging
     def export_jsonl(self, path: str | Path, include_deleted: bool = False) -> int:
-        from memory.transfer import export_jsonl
+        """Write every (live, or all) pamphlet with its history and uses as one JSON line; atomic."""
+        count = 0
 
-        return export_jsonl(self, Path(path), include_deleted)
+        def lines() -> Iterator[str]:
+            nonlocal count
+            offset = 0
+            while page := self.list(include_deleted=include_deleted, limit=BATCH, offset=offset):
+                ids = [p.id for p in page]
+                histories, uses = self.histories(ids), self.uses_of(ids)
+                for pamphlet in page:
+                    yield export_line(pamphlet, histories[pamphlet.id], uses[pamphlet.id])
+                    count += 1
+                offset += len(page)
 
-    def import_jsonl(self, path: str | Path, skip_invalid: bool = False, changed_by: str = "import", progress: Progress | None = None):
-        from memory.transfer import import_jsonl
+        write_export(Path(path), lines())
+        return count
 
-        return import_jsonl(self, Path(path), skip_invalid=skip_invalid, changed_by=changed_by, progress=progress)
+    def import_jsonl(
+        self, path: str | Path, skip_invalid: bool = False, changed_by: str = "import", progress: Progress | None = None
+    ) -> ImportReport:
+        """Validate the whole file first: a bad line means nothing is imported unless ``skip_invalid``.
+        Then embed with the store's embedder and insert in transactions of 1,000 lines."""
+        path = Path(path)
+        records, problems = read_jsonl(path)
+        if problems and not skip_invalid:
+            raise ImportValidationError(str(path), problems)
+        if not records and not problems:
+            raise MemoryStoreError(f"import file {path} holds no pamphlets")
+        self._require_writable()
+        report = ImportReport(skipped_lines=problems)
+        with self.engine.connect() as conn:
+            taken = set(conn.execute(select(t.pamphlets.c.id)).scalars())
+            existing = set(conn.execute(select(t.pamphlets.c.content_hash).where(t.pamphlets.c.deleted.is_(False))).scalars())
+        fresh, report.duplicates = fresh_records((r for _, r in records), existing)
+        for start in range(0, len(fresh), BATCH):
+            batch = fresh[start : start + BATCH]
+            items = [fields_of(r) for r in batch]
+            vectors = self._embed([item.text for item in items])
+            keep = [kept_fields(r, taken) for r in batch]
 
-    def dedup(self, threshold: float = 0.92, dry_run: bool = False, changed_by: str = "dedup"):
-        from memory.dedup import dedup
+            def write_history(conn: Connection, ids: list[int], batch: list = batch) -> None:
+                versions, uses = history_rows(batch, ids, changed_by)
+                if versions:
+                    conn.execute(insert(t.pamphlet_versions), versions)
+                if uses:
+                    conn.execute(insert(t.pamphlet_uses), uses)
 
-        return dedup(self, threshold=threshold, dry_run=dry_run, changed_by=changed_by)
+            ids = self._insert(items, vectors, changed_by, keep=keep, after=write_history)
+            for record, new_id in zip(batch, ids):
+                if getattr(record, "id", new_id) != new_id:
+                    report.renumbered[record.id] = new_id
+            report.ids.extend(ids)
+            report.imported += len(ids)
+            if progress is not None:
+                progress(len(batch))
+        return report
+
+    def dedup(self, threshold: float = 0.92, dry_run: bool = False, changed_by: str = "dedup", neighbours: int = 10) -> list[MergeGroup]:
+        """Merge near-duplicates (cosine >= ``threshold``, same audience) into the oldest of each group."""
+        check_threshold(threshold)
+
+        def rows() -> Iterator[tuple[int, str, np.ndarray]]:
+            with self.engine.connect() as conn:
+                for part in chunks(self.live_ids()):
+                    found = conn.execute(
+                        select(t.pamphlets.c.id, t.pamphlets.c.audience, t.pamphlets.c.embedding).where(t.pamphlets.c.id.in_(part))
+                    ).all()
+                    for r in sorted(found, key=lambda r: r.id):
+                        yield r.id, r.audience, np.frombuffer(r.embedding, dtype=np.float32)
+
+        groups = group_duplicates(rows(), lambda v, audience: self.neighbours(v, k=neighbours, audience=audience, min_score=threshold))
+        if not dry_run:
+            for group in groups:
+                self.merge(group.survivor, group.merged, changed_by=changed_by)
+        return groups
 
 
-# Built once: the hit fetch runs on every search.
+# Built once: used by get() and list().
 _SELECT_BY_IDS = select(*[c for c in t.pamphlets.c if c.name not in ("embedding", "seq")]).where(
     t.pamphlets.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -831,8 +907,12 @@ _SELECT_BY_IDS = select(*[c for c in t.pamphlets.c if c.name not in ("embedding"
 
 def _to_pamphlet(row: Any) -> Pamphlet:
     data = dict(row)
-    data["created_at"] = _utc(data["created_at"])
-    data["updated_at"] = _utc(data["updated_at"])
+    data["created_at"] = utc(data["created_at"])
+    data["updated_at"] = utc(data["updated_at"])
     data["tags"] = data["tags"] or []
     return Pamphlet.model_validate(data)
 
+
+def _written(pamphlet_id: int, row: dict[str, Any]) -> Pamphlet:
+    """The pamphlet as an insert wrote it (no read-back, which could see a later writer's change)."""
+    return Pamphlet.model_validate({k: v for k, v in row.items() if k not in ("embedding", "seq")} | {"id": pamphlet_id})

@@ -1,27 +1,25 @@
-"""JSONL export and import. An export line is a whole pamphlet with its history and uses, so a
-round trip loses nothing; an import line may also be a bare pamphlet (text, tags, ...)."""
+"""JSONL export and import, as pure steps the store runs. An export line is a whole pamphlet with
+its history and uses, so a round trip loses nothing; an import line may also be a bare pamphlet
+(text, tags, ...). Nothing here touches the database."""
 
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime, timezone
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, insert, select
 
-from memory import tables as t
-from memory.errors import ImportValidationError, MemoryStoreError
-from memory.schema import ExportRecord, PamphletIn
-
-if TYPE_CHECKING:
-    from memory.store import MemoryStore
+from memory.errors import MemoryStoreError
+from memory.index import write_atomically
+from memory.schema import ExportRecord, Pamphlet, PamphletIn, PamphletVersion
+from memory.sqlutil import now
 
 BATCH = 1000
+Record = PamphletIn | ExportRecord
 
 
 @dataclass
@@ -33,28 +31,27 @@ class ImportReport:
     ids: list[int] = field(default_factory=list)
 
 
-def export_jsonl(store: MemoryStore, path: Path, include_deleted: bool = False) -> int:
-    """Write every (live, or all) pamphlet as one JSON line; atomic (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    count, offset = 0, 0
-    with open(tmp, "w", encoding="utf-8") as handle:
-        while True:
-            page = store.list(include_deleted=include_deleted, limit=BATCH, offset=offset)
-            if not page:
-                break
-            ids = [p.id for p in page]
-            histories, uses = store.histories(ids), store.uses_of(ids)
-            for pamphlet in page:
-                record = ExportRecord(**pamphlet.model_dump(), history=histories[pamphlet.id], uses=uses[pamphlet.id])
-                handle.write(record.model_dump_json() + "\n")
-                count += 1
-            offset += len(page)
-    os.replace(tmp, path)
-    return count
+def export_line(pamphlet: Pamphlet, history: list[PamphletVersion], uses: list[dict[str, Any]]) -> str:
+    return ExportRecord(**pamphlet.model_dump(), history=history, uses=uses).model_dump_json() + "\n"
 
 
-def _parse_line(number: int, line: str) -> tuple[PamphletIn | ExportRecord | None, str | None]:
+def write_export(path: Path, lines: Iterable[str]) -> None:
+    """Write the export all-or-nothing; an unwritable place is a clear error, not a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, (line.encode("utf-8") for line in lines))
+    except PermissionError as exc:
+        raise MemoryStoreError(f"cannot write the export to {path}: {exc.strerror} (is its folder read-only?); choose another path") from None
+    except OSError as exc:
+        raise MemoryStoreError(f"cannot write the export to {path}: {exc.strerror or exc}") from None
+
+
+def parse_line(raw: bytes) -> tuple[Record | None, str | None]:
+    """One line's record, or why it is not one."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -65,22 +62,29 @@ def _parse_line(number: int, line: str) -> tuple[PamphletIn | ExportRecord | Non
     try:
         return model.model_validate(data), None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'line'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'line'}: {err['msg']}" for err in exc.errors())
         return None, problems
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a plan nested too deep to hash
+        return None, f"cannot be read as a pamphlet ({type(exc).__name__}: {exc})"
 
 
-def read_jsonl(path: Path) -> tuple[list[tuple[int, PamphletIn | ExportRecord]], list[tuple[int, str]]]:
-    """Every line validated: (line number, record) pairs and (line number, problem) pairs."""
+def read_jsonl(path: Path) -> tuple[list[tuple[int, Record]], list[tuple[int, str]]]:
+    """Every line validated: (line number, record) pairs and (line number, problem) pairs.
+    Lines are split on bytes, so a line of bad UTF-8 is reported with its number like any other."""
     if not path.is_file():
         raise MemoryStoreError(f"import file {path} does not exist")
     records, problems = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise MemoryStoreError(f"cannot read import file {path}: {exc.strerror or exc}") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark
+            if not raw.strip():
                 continue
-            record, problem = _parse_line(number, line)
+            record, problem = parse_line(raw)
             if problem is not None:
                 problems.append((number, problem))
             else:
@@ -88,49 +92,32 @@ def read_jsonl(path: Path) -> tuple[list[tuple[int, PamphletIn | ExportRecord]],
     return records, problems
 
 
-def import_jsonl(
-    store: MemoryStore,
-    path: Path,
-    skip_invalid: bool = False,
-    changed_by: str = "import",
-    progress: Callable[[int], None] | None = None,
-) -> ImportReport:
-    """Validate the whole file first: a bad line means nothing is imported unless ``skip_invalid``.
-    Then embed with the store's embedder and insert in transactions of 1,000 lines."""
-    records, problems = read_jsonl(path)
-    if problems and not skip_invalid:
-        raise ImportValidationError(str(path), problems)
-    if not records and not problems:
-        raise MemoryStoreError(f"import file {path} holds no pamphlets")
-    report = ImportReport(skipped_lines=problems)
-    with store.engine.connect() as conn:
-        taken = set(conn.execute(select(t.pamphlets.c.id)).scalars())
-        existing = set(conn.execute(select(t.pamphlets.c.content_hash).where(t.pamphlets.c.deleted.is_(False))).scalars())
-    fresh = []
-    for _, record in records:
-        digest = PamphletIn.model_validate(record.model_dump(include=set(PamphletIn.model_fields))).compute_hash()
-        if digest in existing and not getattr(record, "deleted", False):
-            report.duplicates += 1
+def count_lines(path: Path) -> int | None:
+    """Non-blank lines, for a progress bar (bytes only: never fails on bad text)."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        return sum(1 for raw in handle if raw.strip())
+
+
+def fields_of(record: Record) -> PamphletIn:
+    return PamphletIn.model_validate(record.model_dump(include=set(PamphletIn.model_fields)))
+
+
+def fresh_records(records: Iterable[Record], existing_hashes: set[str]) -> tuple[list[Record], int]:
+    """Records whose content is not in the store yet (nor earlier in the file); and how many were not."""
+    fresh, duplicates = [], 0
+    for record in records:
+        digest = fields_of(record).compute_hash()
+        if digest in existing_hashes and not getattr(record, "deleted", False):
+            duplicates += 1
             continue
-        existing.add(digest)
+        existing_hashes.add(digest)
         fresh.append(record)
-    for start in range(0, len(fresh), BATCH):
-        batch = fresh[start : start + BATCH]
-        items = [PamphletIn.model_validate(r.model_dump(include=set(PamphletIn.model_fields))) for r in batch]
-        vectors = store._embed([item.text for item in items])
-        keep = [_kept_fields(r, taken) for r in batch]
-        ids = store._insert(items, vectors, changed_by, keep=keep, after=_history_writer(batch, changed_by))
-        for record, new_id in zip(batch, ids):
-            if isinstance(record, ExportRecord) and record.id != new_id:
-                report.renumbered[record.id] = new_id
-        report.ids.extend(ids)
-        report.imported += len(ids)
-        if progress is not None:
-            progress(len(batch))
-    return report
+    return fresh, duplicates
 
 
-def _kept_fields(record: PamphletIn | ExportRecord, taken: set[int]) -> dict[str, Any]:
+def kept_fields(record: Record, taken: set[int]) -> dict[str, Any]:
     """Exported records keep their timestamps, version and deleted flag; their id if it is free."""
     if not isinstance(record, ExportRecord):
         return {}
@@ -146,30 +133,25 @@ def _kept_fields(record: PamphletIn | ExportRecord, taken: set[int]) -> dict[str
     return kept
 
 
-def _history_writer(batch: list[PamphletIn | ExportRecord], changed_by: str) -> Callable[[Connection, list[int]], None]:
-    def write(conn: Connection, ids: list[int]) -> None:
-        versions, uses = [], []
-        for record, new_id in zip(batch, ids):
-            if isinstance(record, ExportRecord) and record.history:
-                versions += [
-                    {**v.model_dump(exclude={"pamphlet_id"}), "pamphlet_id": new_id} for v in record.history
-                ]
-                uses += [
-                    {"pamphlet_id": new_id, "episode_id": u["episode_id"], "reward": u["reward"], "used_at": _parse_time(u["used_at"])}
-                    for u in record.uses
-                ]
-            else:
-                versions.append(
-                    {"pamphlet_id": new_id, "version": getattr(record, "version", 1), "change": "imported",
-                     "changed_by": changed_by, "changed_at": datetime.now(timezone.utc), "snapshot": record.model_dump(mode="json", include=set(PamphletIn.model_fields))}
-                )
-        if versions:
-            conn.execute(insert(t.pamphlet_versions), versions)
-        if uses:
-            conn.execute(insert(t.pamphlet_uses), uses)
-
-    return write
+def history_rows(batch: list[Record], ids: list[int], changed_by: str) -> tuple[list[dict], list[dict]]:
+    """Version and use rows for an imported batch: an export's own history, or one 'imported' entry."""
+    versions, uses = [], []
+    for record, new_id in zip(batch, ids):
+        if isinstance(record, ExportRecord) and record.history:
+            versions += [{**v.model_dump(exclude={"pamphlet_id"}), "pamphlet_id": new_id} for v in record.history]
+            uses += [
+                {"pamphlet_id": new_id, "episode_id": u["episode_id"], "reward": u["reward"], "used_at": _parse_time(u["used_at"])}
+                for u in record.uses
+            ]
+        else:
+            versions.append(
+                {"pamphlet_id": new_id, "version": getattr(record, "version", 1), "change": "imported", "changed_by": changed_by,
+                 "changed_at": now(), "snapshot": record.model_dump(mode="json", include=set(PamphletIn.model_fields))}
+            )
+    return versions, uses
 
 
 def _parse_time(value: Any) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+

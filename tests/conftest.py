@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,18 +76,36 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{message}; start it to run these tests")
 
 
-@pytest.fixture
-def postgres_url():
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+@contextmanager
+def private_namespace(server_url: str, create: str, drop: list[str]) -> Iterator[str]:
+    """Create a private `atlas_test_<hex>` schema or database with ``create`` (``{name}`` filled
+    in), yield its name, and drop it afterwards with the ``drop`` statements."""
     from sqlalchemy import create_engine
 
-    from memory.tables import metadata
+    name = f"atlas_test_{secrets.token_hex(8)}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(create.format(name=name))
+        try:
+            yield name
+        finally:
+            with engine.connect() as connection:
+                for statement in drop:
+                    connection.exec_driver_sql(statement.format(name=name))
+    finally:
+        engine.dispose()
 
-    engine = create_engine(POSTGRES_URL)
-    metadata.drop_all(engine)
-    yield POSTGRES_URL
-    metadata.drop_all(engine)
-    engine.dispose()
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A private, empty schema on the PostgreSQL server (dropped afterwards), reached through the
+    URL's search_path, so that concurrent test runs never share tables."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy.engine import make_url
+
+    with private_namespace(POSTGRES_URL, 'CREATE SCHEMA "{name}"', ["SET lock_timeout = '30s'", 'DROP SCHEMA "{name}" CASCADE']) as name:
+        yield make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(hide_password=False)
 
 
 MARIADB_URL = os.environ.get("ATLAS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -100,22 +119,11 @@ def mariadb_url() -> Iterator[str]:
     never collide and tables a user loaded into `test` are never touched.
     """
     require_service("MariaDB", "127.0.0.1", 3306)
-    from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    name = f"atlas_test_{secrets.token_hex(8)}"
-    engine = create_engine(MARIADB_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        try:
-            yield make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with engine.connect() as connection:
-                connection.exec_driver_sql("SET SESSION lock_wait_timeout = 30")  # a leaked session fails the drop
-                connection.exec_driver_sql(f"DROP DATABASE `{name}`")
-    finally:
-        engine.dispose()
+    drop = ["SET SESSION lock_wait_timeout = 30", "DROP DATABASE `{name}`"]  # a leaked session fails the drop
+    with private_namespace(MARIADB_URL, "CREATE DATABASE `{name}` CHARACTER SET utf8mb4", drop) as name:
+        yield make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

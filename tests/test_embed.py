@@ -31,3 +31,25 @@ def test_minilm_loads_offline_from_the_package():
 def test_bad_embedder_specs(spec, fragment):
     with pytest.raises(ValueError, match=fragment):
         make_embedder(spec)
+
+
+def test_minilm_queries_run_on_the_onnx_export_with_the_same_vectors():
+    from memory.onnx_encoder import TOLERANCE
+
+    embedder = make_embedder("minilm")  # exported once per machine into ~/.cache/atlas/onnx, then reused
+    assert embedder.query_backend == "onnxruntime" and embedder._fast.path.is_file()
+    texts = ["which account signed in from the new country", "x", "ünïcödé Ελληνικά 中文 🙂", "long " * 400, " padded  spaces "]
+    expected = embedder._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    one_by_one = np.concatenate([embedder.encode([t]) for t in texts])  # the ONNX path (few texts)
+    batched = embedder._fast.encode(texts)  # padded batch through ONNX
+    assert np.abs(one_by_one - expected).max() <= TOLERANCE and np.abs(batched - expected).max() <= TOLERANCE
+
+
+def test_onnx_export_that_cannot_be_written_falls_back_to_torch(tmp_path, caplog):
+    from memory.embed import SentenceTransformerEmbedder, minilm_path
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    embedder = SentenceTransformerEmbedder(minilm_path(), cache_dir=blocker / "onnx")
+    assert embedder.query_backend == "torch" and "stays on PyTorch" in caplog.text
+    assert embedder.encode(["still works"]).shape == (1, 384)

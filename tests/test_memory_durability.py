@@ -51,12 +51,15 @@ def test_stale_index_file_is_brought_up_to_date(tmp_path):
     path = tmp_path / "m.sqlite"
     with make_store(path) as store:
         ids = fill(store, 10)
-    stale = store.index_path.read_bytes()
+    stale = {p: p.read_bytes() for p in tmp_path.glob("m.sqlite.index*") if not p.name.endswith(".lock")}
     with make_store(path) as store:
         store.update(ids[0], text="completely different words about OAuth consent")
         store.delete(ids[1])
         new_id = store.add({"text": "brand new pamphlet about DNS tunnelling"}).id
-    store.index_path.write_bytes(stale)  # as if the process died before saving its index
+    for p in tmp_path.glob("m.sqlite.index*.faiss"):
+        p.unlink()
+    for p, data in stale.items():  # as if the process died before saving its index
+        p.write_bytes(data)
     with make_store(path) as reopened:
         assert any("behind SQL" in n for n in reopened.notices)
         assert reopened.search("OAuth consent", k=1)[0].pamphlet.id == ids[0]
@@ -105,7 +108,7 @@ def test_index_kinds_find_the_nearest(tmp_path, kind):
 
 
 def test_unknown_index_kind_and_missing_store(tmp_path):
-    with pytest.raises(MemoryStoreError, match="unknown index kind 'annoy'; expected one of flat, hnsw, ivf"):
+    with pytest.raises(MemoryStoreError, match="unknown index kind 'annoy'; expected one of auto, flat, hnsw, ivf"):
         make_store(tmp_path / "m.sqlite", index_kind="annoy")
     with pytest.raises(MemoryStoreError, match="no memory store at"):
         MemoryStore.open(tmp_path / "absent.sqlite", create=False)
@@ -117,7 +120,8 @@ def test_retired_slots_are_compacted(tmp_path):
         for pamphlet_id in ids[:700]:
             store.delete(pamphlet_id)
         store._maybe_compact()
-        assert store._index.slots == 500 and len(store._index) == 500
+        # compacted as the deletes went by (once 30% of 1,200 slots were retired), not only on open
+        assert len(store._index) == 500 and store._index.slots < 900
 
 
 WRITER = """
@@ -196,3 +200,56 @@ def test_write_failure_rolls_back_sql_and_index(tmp_path, monkeypatch):
             store.update(pid, text="never written")
         assert store.get(pid).version == 1 and store.get(pid).text.startswith("note 0")
         assert np.isclose(store.search("note 0: check table 0 for entity 0", k=1)[0].score, 1.0, atol=1e-5)
+
+
+def test_big_indexes_are_memory_mapped_and_copied_in_at_the_first_write(tmp_path, monkeypatch):
+    import memory.index
+
+    monkeypatch.setattr(memory.index, "MMAP_FROM", 10)  # as if the store were past 250,000 pamphlets
+    path = tmp_path / "m.sqlite"
+    with make_store(path, index_kind="hnsw") as store:
+        ids = fill(store, 40)
+    with make_store(path) as store:
+        assert store._index._mapped and store.notices == []
+        assert store.search("note 7: check table 0 for entity 7", k=1)[0].pamphlet.id == ids[7]
+        new = store.add({"text": "written after a memory-mapped open"}).id  # would abort FAISS on a mapped vector
+        assert not store._index._mapped
+        assert store.search("written after a memory-mapped open", k=1)[0].pamphlet.id == new
+    with make_store(path) as store:
+        assert len(store._index) == 41 and store.notices == []
+
+
+def test_auto_index_switches_to_hnsw_past_the_threshold_and_says_so(tmp_path, monkeypatch):
+    import memory.mirror
+
+    monkeypatch.setattr(memory.mirror, "AUTO_HNSW_AT", 100)
+    monkeypatch.setattr(memory.mirror, "AUTO_FLAT_BELOW", 50)
+    path = tmp_path / "m.sqlite"
+    with make_store(path) as store:
+        ids = fill(store, 99)
+        assert store._index.kind == "flat" and store.stats()["index"]["policy"] == "auto"
+        ids += fill(store, 1)
+        assert store._index.kind == "hnsw" and any("switched from flat to hnsw at 100" in n for n in store.notices)
+        assert store.search("note 42: check table 0 for entity 42", k=1)[0].pamphlet.id == ids[42]
+        for pamphlet_id in ids[:60]:
+            store.delete(pamphlet_id)
+        assert store._index.kind == "flat"  # well below the threshold again (hysteresis: under 50)
+    with make_store(path) as store:
+        assert store._index.kind == "flat" and store.notices == []
+    with make_store(path, index_kind="hnsw") as store:  # an explicit kind is kept whatever the size
+        assert store._index.kind == "hnsw" and store.stats()["index"]["policy"] == "hnsw"
+
+
+def test_exact_search_leaves_the_callers_faiss_threads_alone():
+    import faiss
+
+    from memory.index import ONE_THREAD_FROM, VectorIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((ONE_THREAD_FROM + 10, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(16, "flat")
+    index.upsert(range(1, len(vectors) + 1), vectors)
+    before = faiss.omp_get_max_threads()
+    assert index.search(vectors[41], k=3)[0][0] == 42  # searched on the one-thread worker
+    assert faiss.omp_get_max_threads() == before  # never flipped, not even for a moment in this thread

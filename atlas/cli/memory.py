@@ -17,6 +17,7 @@ from rich.table import Table
 from atlas.cli.common import console, err_console, print_json, state, write_json
 from memory.errors import MemoryStoreError
 from memory.schema import Pamphlet
+from memory.transfer import count_lines
 
 memory_app = typer.Typer(help="Query and edit the learning memory (pamphlets).", no_args_is_help=True)
 
@@ -290,7 +291,7 @@ def import_(
 ) -> None:
     """Import JSONL. Every line is validated first; a bad line means nothing is imported."""
     with open_store(ctx, store, embedder) as memory:
-        total = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.is_file() else None
+        total = count_lines(path)
         with _progress("importing") as progress:
             task = progress.add_task("import", total=total)
             report = memory.import_jsonl(path, skip_invalid=skip_invalid, changed_by="cli-import", progress=lambda n: progress.advance(task, n))
@@ -345,7 +346,7 @@ def stats(ctx: typer.Context, store: str | None = StoreOpt, as_json: bool = Json
 def reindex(
     ctx: typer.Context,
     embedder: str | None = typer.Option(None, "--embedder", help="switch to this embedder (re-embeds everything)"),
-    index: str | None = typer.Option(None, "--index", help="rebuild as flat, hnsw or ivf"),
+    index: str | None = typer.Option(None, "--index", help="rebuild as auto (exact while small, hnsw from 20,000), flat, hnsw or ivf"),
     store: str | None = StoreOpt,
 ) -> None:
     """Switch the embedding model explicitly, or rebuild the index (optionally as another kind)."""
@@ -364,23 +365,33 @@ def reindex(
 @memory_app.command()
 def bench(
     ctx: typer.Context,
-    n: int = typer.Option(100_000, "--n", min=100, help="pamphlets to store"),
+    n: int = typer.Option(100_000, "--n", min=100, help="pamphlets to store (text mode: up to 1,000,000)"),
     out: Path = typer.Option(..., "--out", help="folder for results.json and the benchmark store"),
-    index: str = typer.Option("flat", "--index", help="flat, hnsw or ivf"),
+    index: str = typer.Option("auto", "--index", help="auto, flat, hnsw or ivf"),
+    mode: str = typer.Option("text", "--mode", help="text (real MiniLM embeddings of IMDB sentences) or vectors (synthetic clusters)"),
     queries: int = typer.Option(1000, "--queries", min=10),
     seed: int = typer.Option(0, "--seed"),
+    cache: Path | None = typer.Option(None, "--cache", help="where text embeddings are cached (default: $ATLAS_HOME/bench-embeddings)"),
 ) -> None:
-    """Time the store at size N: add, filtered search, cold open, recall, memory, text queries."""
-    from memory.bench import run_bench
+    """Time the store at size N: add, filtered search against bare FAISS, cold open, recall, memory, text queries."""
+    from memory.bench import MODES, run_bench
 
-    with _progress("adding") as progress:
-        task = progress.add_task("add", total=n)
-        results = run_bench(n, out, index, queries, seed, progress=lambda k: progress.advance(task, k))
+    if mode not in MODES:
+        raise MemoryStoreError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    if index not in ("auto", "flat", "hnsw", "ivf"):
+        raise MemoryStoreError(f"--index {index!r}: expected auto, flat, hnsw or ivf")
+    cache = cache or state(ctx).settings.home / "bench-embeddings"
+    label = "embedding (cached after the first run)" if mode == "text" else "adding"
+    with _progress(label) as progress:
+        task = progress.add_task("bench", total=n)
+        results = run_bench(n, out, index, queries, seed, mode=mode, cache=cache, progress=lambda k: progress.advance(task, k))
     write_json(out / "results.json", results)
-    table = Table(title=f"memory bench: {n:,} pamphlets, {index} index")
+    table = Table(title=f"memory bench ({mode}): {n:,} pamphlets, {index} index ({results['index_kind']})")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in ("add_per_s", "search_p50_ms", "search_p99_ms", "open_s", "recall_at_10", "rss_mb", "embed_search_p50_ms"):
+    for key in ("add_per_s", "search_p50_ms", "search_p99_ms", "faiss_p50_ms", "faiss_one_thread_p50_ms", "overhead_x", "open_s", "recall_at_10",
+                "rss_mb", "embed_search_p50_ms", "embed_p50_ms", "embed_torch_p50_ms"):
         table.add_row(key, f"{results[key]:,.3f}")
+    table.add_row("query_backend", results["query_backend"])
     console.print(table)
     console.print(f"wrote {out / 'results.json'}")

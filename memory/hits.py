@@ -1,0 +1,112 @@
+"""The search hot path's SQL: the sequence stamp and the hit rows, through one raw DB-API connection.
+
+SQLAlchemy's statement building and row mapping cost more than the query itself on a search
+(about 0.6 ms against 0.04 ms for the rows of 10 hits). Here one connection is kept for the
+store's lifetime, the two statements are fixed strings (SQLite caches their prepared form), and
+rows become :class:`Pamphlet` objects without re-validation (they were validated when written).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel
+
+from sqlalchemy import Engine
+
+from memory.schema import Pamphlet, Provenance
+from memory.sqlutil import utc
+
+M = TypeVar("M", bound=BaseModel)
+COLUMNS = (
+    "id", "text", "plan", "audience", "tags", "cue", "provenance", "embedding_model", "embedding_dim",
+    "content_hash", "created_at", "updated_at", "deleted", "version",
+)
+
+
+class HitReader:
+    """Reads the store's sequence stamp and pamphlet rows by id over a dedicated connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._mark = "?" if self._sqlite else "%s"
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _cursor(self) -> Any:
+        if self._conn is None:
+            self._conn = self._engine.raw_connection()
+            if self._sqlite:  # hits are random rows: read them through a memory map and a bigger page cache
+                cursor = self._conn.cursor()
+                cursor.execute("PRAGMA mmap_size=1073741824")
+                cursor.execute("PRAGMA cache_size=-65536")
+                cursor.close()
+            else:
+                self._conn.driver_connection.autocommit = True  # no transaction held open between searches
+        return self._conn.cursor()
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Execute on the kept connection; a connection the server dropped is replaced once."""
+        with self._lock:
+            for attempt in (1, 2):
+                cursor = self._cursor()
+                try:
+                    cursor.execute(sql, list(params))
+                    return cursor.fetchall()
+                except self._engine.dialect.loaded_dbapi.OperationalError:
+                    if attempt == 2 or self._sqlite:
+                        raise
+                    self._conn.invalidate()
+                    self._conn = None
+                finally:
+                    cursor.close()
+        raise AssertionError("unreachable")
+
+    def seq(self) -> int:
+        return int(self._run("SELECT seq FROM store_state WHERE id = 1")[0][0])
+
+    def pamphlets(self, ids: Sequence[int]) -> dict[int, Pamphlet]:
+        """Rows of ``ids`` (unknown ids are left out), keyed by id."""
+        if not ids:
+            return {}
+        sql = f"SELECT {', '.join(COLUMNS)} FROM pamphlets WHERE id IN ({', '.join([self._mark] * len(ids))})"
+        return {row[0]: self._pamphlet(row) for row in self._run(sql, ids)}
+
+    def _pamphlet(self, row: tuple) -> Pamphlet:
+        data = dict(zip(COLUMNS, row))
+        for name in ("plan", "tags", "provenance"):
+            if isinstance(data[name], (str, bytes)):
+                data[name] = orjson.loads(data[name])
+        for name in ("created_at", "updated_at"):
+            value = data[name]
+            data[name] = utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+        data["deleted"] = bool(data["deleted"])
+        data["tags"] = data["tags"] or []
+        data["provenance"] = trusted(Provenance, {**PROVENANCE_DEFAULTS, **data["provenance"]})
+        return trusted(Pamphlet, data)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+PROVENANCE_DEFAULTS = Provenance().model_dump()
+
+
+def trusted(model: type[M], data: dict[str, Any]) -> M:
+    """A model instance from data this store validated when it wrote it: what pydantic's
+    model_construct does, without its per-field default handling (data holds every field)."""
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", data)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(data))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
+
