@@ -89,6 +89,30 @@ def postgres_url():
     engine.dispose()
 
 
+@pytest.fixture
+def private_postgres_url() -> Iterator[str]:
+    """A private, empty schema on the PostgreSQL server (its URL sets search_path), dropped
+    afterwards, so tests that others run at the same time never share tables."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    schema = f"atlas_test_{secrets.token_hex(8)}"
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        try:
+            url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SET lock_timeout = '30s'")  # a leaked session fails the drop
+                connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        engine.dispose()
+
+
 MARIADB_URL = os.environ.get("ATLAS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
