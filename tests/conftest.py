@@ -26,7 +26,7 @@ SHARED_MODELS_DIR = REPO_ROOT / ".atlas" / "models"
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in its own folder with no user config and no API key in sight."""
     monkeypatch.chdir(tmp_path)
-    for variable in ("ATLAS_CONFIG", "ATLAS_HOME", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ATLAS_LLM_CACHE"):
+    for variable in ("ATLAS_CONFIG", "ATLAS_HOME", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ATLAS_LLM_CACHE", "ATLAS_UI_TOKEN"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("ATLAS_MODELS_DIR", str(SHARED_MODELS_DIR))
 
