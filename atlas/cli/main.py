@@ -19,6 +19,7 @@ from atlas.cli.common import CliState, console, err_console, print_json, state
 from atlas.cli.llm import llm_app
 from atlas.cli.memory import memory_app
 from atlas.cli.run import bench_atlas_command, demo_command, run_command
+from atlas.cli.ui import ui_app
 from atlas.errors import AtlasError, user_message
 from memory.errors import MemoryStoreError
 from pydantic import ValidationError
@@ -34,6 +35,7 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(bench_app, name="bench")
 app.add_typer(cascade_app, name="cascade")
 app.add_typer(cl_app, name="cl")
+app.add_typer(ui_app, name="ui")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 bench_app.command("atlas")(bench_atlas_command)
