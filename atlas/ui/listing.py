@@ -12,7 +12,6 @@ from atlas.pamphlet_input import parse_tags
 from memory.schema import Pamphlet, TrackRecord
 from memory.store import MemoryStore
 
-SORTS = ("id", "updated", "created", "version", "uses", "reward", "score")
 SortKey = Literal[
     "", "id", "-id", "updated", "-updated", "created", "-created", "version", "-version",
     "uses", "-uses", "reward", "-reward", "score", "-score",
@@ -104,21 +103,24 @@ class PamphletSnapshot:
         return self._rows
 
 
-def _sort_value(row: Row, field: str) -> Any:
-    p, r = row.pamphlet, row.record
-    return {
-        "id": p.id, "updated": p.updated_at, "created": p.created_at, "version": p.version,
-        "uses": r.uses, "reward": r.mean_reward, "score": row.score,
-    }[field]
+SORT_VALUES = {
+    "id": lambda r: r.pamphlet.id,
+    "updated": lambda r: r.pamphlet.updated_at,
+    "created": lambda r: r.pamphlet.created_at,
+    "version": lambda r: r.pamphlet.version,
+    "uses": lambda r: r.record.uses,
+    "reward": lambda r: r.record.mean_reward,
+    "score": lambda r: r.score,
+}
 
 
 def _sorted(rows: list[Row], key: str) -> list[Row]:
     """Sort by one column; rows without a value (no reward yet, no score) go last either way."""
-    field, descending = key.lstrip("-"), key.startswith("-")
-    known = [r for r in rows if _sort_value(r, field) is not None]
-    unknown = [r for r in rows if _sort_value(r, field) is None]
+    value = SORT_VALUES[key.lstrip("-")]
+    known = [r for r in rows if value(r) is not None]
+    unknown = [r for r in rows if value(r) is None]
     known.sort(key=lambda r: r.pamphlet.id)
-    known.sort(key=lambda r: _sort_value(r, field), reverse=descending)  # stable: ties stay in id order
+    known.sort(key=value, reverse=key.startswith("-"))  # stable: ties stay in id order
     return known + unknown
 
 

@@ -52,17 +52,24 @@ def pamphlet_rows(rows: Sequence[Any], searched: bool) -> Markup:
     """The list table's body, escaped cell by cell with ``html.escape``. Built in Python because
     10,000 rows through per-cell template escaping take several times longer."""
     e = html.escape
+    tag_links: dict[str, str] = {}  # tags repeat across rows: build each link once
     out = []
     for row in rows:
         p, record = row.pamphlet, row.record
-        tags = " ".join(f'<a class="tag" href="/pamphlets?tags={quote(t, safe="")}">{e(t)}</a>' for t in p.tags)
+        links = []
+        for t in p.tags:
+            link = tag_links.get(t)
+            if link is None:
+                link = tag_links[t] = f'<a class="tag" href="/pamphlets?tags={quote(t, safe="")}">{e(t)}</a>'
+            links.append(link)
         score = f"<td>{_number(row.score)}</td>" if searched else ""
         badge = ' <span class="badge">deleted</span>' if p.deleted else ""
         css = ' class="deleted"' if p.deleted else ""
+        updated = p.updated_at.isoformat(sep=" ", timespec="seconds")[:19]
         out.append(
             f'<tr{css} data-id="{p.id}"><td><a href="/pamphlets/{p.id}">{p.id}</a></td>{score}<td>{e(p.audience)}</td>'
-            f'<td>{tags}</td><td class="text">{e(_short(p.text))}{badge}</td><td>{p.version}</td><td>{record.uses}</td>'
-            f"<td>{_number(record.mean_reward)}</td><td>{_when(p.updated_at)}</td></tr>\n"
+            f'<td>{" ".join(links)}</td><td class="text">{e(_short(p.text))}{badge}</td><td>{p.version}</td><td>{record.uses}</td>'
+            f"<td>{_number(record.mean_reward)}</td><td>{updated}</td></tr>\n"
         )
     return Markup("".join(out))
 
