@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,28 +90,37 @@ def postgres_url():
     engine.dispose()
 
 
+@contextmanager
+def _scratch_space(server_url: str, create: str, drop: str, unlock: str) -> Iterator[None]:
+    """Create a private database or schema on a server, and drop it afterwards (``unlock`` first
+    bounds the wait, so a leaked session fails the drop instead of hanging it)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(create)
+        try:
+            yield
+        finally:
+            with engine.connect() as connection:
+                connection.exec_driver_sql(unlock)
+                connection.exec_driver_sql(drop)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def private_postgres_url() -> Iterator[str]:
     """A private, empty schema on the PostgreSQL server (its URL sets search_path), dropped
     afterwards, so tests that others run at the same time never share tables."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
     schema = f"atlas_test_{secrets.token_hex(8)}"
-    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        try:
-            url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-            yield url.render_as_string(hide_password=False)
-        finally:
-            with engine.connect() as connection:
-                connection.exec_driver_sql("SET lock_timeout = '30s'")  # a leaked session fails the drop
-                connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    finally:
-        engine.dispose()
+    with _scratch_space(POSTGRES_URL, f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE', "SET lock_timeout = '30s'"):
+        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
 
 
 MARIADB_URL = os.environ.get("ATLAS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -124,30 +134,20 @@ def mariadb_url() -> Iterator[str]:
     never collide and tables a user loaded into `test` are never touched.
     """
     require_service("MariaDB", "127.0.0.1", 3306)
-    from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
     name = f"atlas_test_{secrets.token_hex(8)}"
-    engine = create_engine(MARIADB_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        try:
-            yield make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with engine.connect() as connection:
-                connection.exec_driver_sql("SET SESSION lock_wait_timeout = 30")  # a leaked session fails the drop
-                connection.exec_driver_sql(f"DROP DATABASE `{name}`")
-    finally:
-        engine.dispose()
+    with _scratch_space(MARIADB_URL, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4", f"DROP DATABASE `{name}`",
+                        "SET SESSION lock_wait_timeout = 30"):
+        yield make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_target(request, tmp_path: Path) -> str:
-    """Where a test store lives: a SQLite file, or the PostgreSQL server the machines run."""
+    """Where a test store lives: a SQLite file, or a private schema on the PostgreSQL server the machines run."""
     if request.param == "sqlite":
         return str(tmp_path / "memory.sqlite")
-    return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("private_postgres_url")
 
 
 @pytest.fixture

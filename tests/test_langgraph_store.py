@@ -19,13 +19,6 @@ from memory.langgraph_store import MemoryBaseStore
 from memory.store import MemoryStore
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def target(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "memory.sqlite")
-    return request.getfixturevalue("private_postgres_url")
-
-
 @pytest.fixture
 def lg(tmp_path: Path):
     with MemoryBaseStore.open(tmp_path / "memory.sqlite", embedder="hash:256", index_dir=tmp_path / "indexes") as store:
@@ -311,15 +304,15 @@ def _graph(store: MemoryBaseStore):
     return builder.compile(store=store)
 
 
-def test_graph_nodes_read_and_write_through_runtime_store(target: str, tmp_path: Path):
-    with MemoryBaseStore.open(target, embedder="hash:256", index_dir=tmp_path / "indexes") as store:
+def test_graph_nodes_read_and_write_through_runtime_store(store_target: str, tmp_path: Path):
+    with MemoryBaseStore.open(store_target, embedder="hash:256", index_dir=tmp_path / "indexes") as store:
         graph = _graph(store)
         graph.invoke({"user": "ann", "fact": "ann likes green tea to drink"})
         graph.invoke({"user": "bob", "fact": "bob likes black coffee to drink"})
         out = asyncio.run(graph.ainvoke({"user": "ann", "fact": "ann walks her dog daily"}))
         assert out["recalled"][0] == "ann likes green tea to drink" and len(out["recalled"]) == 2
     # a new process opening the same memory sees what the graph wrote, as pamphlets with history
-    with MemoryBaseStore.open(target, index_dir=tmp_path / "indexes") as reopened:
+    with MemoryBaseStore.open(store_target, index_dir=tmp_path / "indexes") as reopened:
         assert _graph(reopened).invoke({"user": "bob"})["recalled"] == ["bob likes black coffee to drink"]
         assert reopened.list_namespaces(prefix=("memories",)) == [("memories", "ann"), ("memories", "bob")]
         pamphlets = reopened.memory.list(tags=["memories"], limit=None)
