@@ -227,6 +227,8 @@ def test_cli_refuses_an_open_bind_and_a_missing_store(tmp_path: Path):
     assert result.exit_code != 0 and "exposes the memory to the network" in str(result.exception)
     result = runner.invoke(cli_app, ["ui", "--store", str(tmp_path / "missing.sqlite")])
     assert "no memory store at" in str(result.exception)
+    result = runner.invoke(cli_app, ["ui", "--runs", str(tmp_path / "nowhere"), "--store", str(tmp_path / "missing.sqlite")])
+    assert "runs folder" in str(result.exception) and "does not exist" in str(result.exception)
     assert not (tmp_path / "missing.sqlite").exists()
 
 
@@ -264,3 +266,14 @@ def test_the_list_sees_writes_of_other_processes_even_after_a_search(client: Tes
     client.get("/pamphlets", params={"q": "ransomware"})  # a search applies the other process's changes first
     listed = client.get("/pamphlets?per_page=all&status=all").text
     assert "rewritten elsewhere" in listed and 'class="deleted" data-id="2"' in listed
+
+
+def test_word_diff_reads_back_both_versions():
+    from atlas.ui.diff import changes, word_runs
+
+    before, after = "check SigninLogs for risky sign-ins", "check SigninLogs and AuditLogs for risky  sign-ins today"
+    runs = word_runs(before, after)
+    assert "".join(t for op, t in runs if op != "+") == before and "".join(t for op, t in runs if op != "-") == after
+    assert ("+", "and AuditLogs ") in runs or any(op == "+" and "AuditLogs" in t for op, t in runs)
+    diff = changes({"text": before, "tags": ["a"], "deleted": False}, {"text": before, "tags": ["a", "b"], "deleted": True})
+    assert [c.field for c in diff] == ["tags", "deleted"] and diff[1].after == "deleted"

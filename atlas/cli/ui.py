@@ -9,6 +9,7 @@ from rich.table import Table
 
 from atlas.cli.common import console, err_console, state, write_json
 from atlas.cli.memory import EmbedderOpt, StoreOpt, open_store
+from atlas.errors import ConfigError
 
 ui_app = typer.Typer(help="A local web page to browse and edit the memory and to read run folders.")
 
@@ -35,6 +36,8 @@ def ui(
     token = token or (settings.ui.token.get_secret_value() if settings.ui.token else None)
     Access(host=host, port=port, token=token, csrf="")  # refuses an open non-loopback bind before the store opens
     runs_root = runs or settings.ui.runs or settings.home
+    if (runs or settings.ui.runs) and not runs_root.is_dir():
+        raise ConfigError(f"runs folder {runs_root} does not exist: pass --runs with the folder your run commands write into")
     with open_store(ctx, store, embedder, create=False) as memory:
         app = create_app(memory, runs_root, host=host, port=port, token=token, page_size=settings.ui.page_size)
         shown = f"[{host}]" if ":" in host else host
