@@ -12,7 +12,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow test-fuzz clean
+# The web page's browser tests drive Debian's Chromium with Playwright (never `playwright install`,
+# which downloads a browser of its own). As root, the test set-up installs chromium with apt-get.
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install demo test test-slow test-fuzz browser clean
 
 install: $(STAMP)
 
@@ -27,10 +31,20 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 demo: $(STAMP)
 	$(ATLAS) demo
 
-test: $(STAMP)
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "note: $(CHROMIUM) is missing and this is not root: the browser tests will be skipped (as root: apt-get install chromium)"; \
+	fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) browser
 	$(PY) -m pytest -m slow
 
 test-fuzz: $(STAMP)

@@ -25,6 +25,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "OPENAI_API_KEY": "openai.api_key",
     "OPENAI_BASE_URL": "openai.base_url",
     "ATLAS_LLM_CACHE": "cache.enabled",
+    "ATLAS_UI_TOKEN": "ui.token",
 }
 
 
@@ -112,6 +113,23 @@ class AgentSettings(_Strict):
     prune_below: float = Field(default=0.5, ge=0, le=1)
 
 
+class MCPSettings(_Strict):
+    """`atlas memory mcp` over streamable HTTP (it has no authentication, so loopback only)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8766, ge=1, le=65535)
+
+
+class UISettings(_Strict):
+    """`atlas ui`: the local web page for the memory and the runs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+    token: SecretStr | None = Field(default=None, description="required when host is not a loopback address")
+    runs: Path | None = Field(default=None, description="folder searched for run folders; default: $ATLAS_HOME")
+    page_size: int = Field(default=100, ge=1, le=100_000)
+
+
 class AtlasSettings(_Strict):
     home: Path = Path(".atlas")
     models_dir: Path | None = Field(default=None, description="default: $ATLAS_HOME/models")
@@ -120,6 +138,8 @@ class AtlasSettings(_Strict):
     local: LocalModelSettings = LocalModelSettings()
     cache: CacheSettings = CacheSettings()
     agents: AgentSettings = AgentSettings()
+    mcp: MCPSettings = MCPSettings()
+    ui: UISettings = UISettings()
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     default_price: Price = Field(
         default=Price(input_per_1m=0.0, output_per_1m=0.0),

@@ -19,3 +19,18 @@ class LLMConfigError(LLMError):
 
 class LLMResponseError(LLMError):
     """The backend answered, but not with something usable."""
+
+
+def user_message(exc: BaseException) -> str | None:
+    """What the CLI says about a user error (bad settings, bad input, a store refusal); None for a
+    bug. The MCP server and the web page say the same words."""
+    from pydantic import ValidationError
+
+    from memory.errors import MemoryStoreError
+
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+        return f"invalid {exc.title}: {problems}"
+    if isinstance(exc, (AtlasError, MemoryStoreError)):
+        return str(exc)
+    return None

@@ -27,7 +27,7 @@ SHARED_MODELS_DIR = REPO_ROOT / ".atlas" / "models"
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in its own folder with no user config and no API key in sight."""
     monkeypatch.chdir(tmp_path)
-    for variable in ("ATLAS_CONFIG", "ATLAS_HOME", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ATLAS_LLM_CACHE"):
+    for variable in ("ATLAS_CONFIG", "ATLAS_HOME", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ATLAS_LLM_CACHE", "ATLAS_UI_TOKEN"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("ATLAS_MODELS_DIR", str(SHARED_MODELS_DIR))
 
@@ -108,6 +108,12 @@ def postgres_url() -> Iterator[str]:
         yield make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(hide_password=False)
 
 
+@pytest.fixture
+def private_postgres_url(postgres_url: str) -> str:
+    """The same private schema as `postgres_url` (the name the LangGraph, MCP and UI tests use)."""
+    return postgres_url
+
+
 MARIADB_URL = os.environ.get("ATLAS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
@@ -128,10 +134,10 @@ def mariadb_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_target(request, tmp_path: Path) -> str:
-    """Where a test store lives: a SQLite file, or the PostgreSQL server the machines run."""
+    """Where a test store lives: a SQLite file, or a private schema on the PostgreSQL server the machines run."""
     if request.param == "sqlite":
         return str(tmp_path / "memory.sqlite")
-    return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("private_postgres_url")
 
 
 @pytest.fixture

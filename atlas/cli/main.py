@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from atlas import __version__
@@ -18,7 +19,8 @@ from atlas.cli.common import CliState, console, err_console, print_json, state
 from atlas.cli.llm import llm_app
 from atlas.cli.memory import memory_app
 from atlas.cli.run import bench_atlas_command, demo_command, run_command
-from atlas.errors import AtlasError
+from atlas.cli.ui import ui_app
+from atlas.errors import AtlasError, user_message
 from memory.errors import MemoryStoreError
 from pydantic import ValidationError
 
@@ -33,6 +35,7 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(bench_app, name="bench")
 app.add_typer(cascade_app, name="cascade")
 app.add_typer(cl_app, name="cl")
+app.add_typer(ui_app, name="ui")
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 bench_app.command("atlas")(bench_atlas_command)
@@ -92,12 +95,8 @@ def run() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app()
-    except (AtlasError, MemoryStoreError) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
-        err_console.print(f"[red]error:[/] invalid {exc.title}: {problems}", highlight=False, soft_wrap=True)
+    except (AtlasError, MemoryStoreError, ValidationError) as exc:
+        err_console.print(f"[red]error:[/] {escape(user_message(exc) or str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

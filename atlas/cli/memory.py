@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from atlas.cli.common import console, err_console, print_json, state, write_json
+from atlas.pamphlet_input import EDITABLE, parse_json, parse_plan, parse_tags
 from memory.errors import MemoryStoreError
 from memory.schema import Pamphlet
 from memory.transfer import count_lines
@@ -23,7 +24,6 @@ memory_app = typer.Typer(help="Query and edit the learning memory (pamphlets).",
 
 STORE_HELP = "SQLite file or SQLAlchemy URL (default: $ATLAS_HOME/memory.sqlite)"
 EMBEDDER_HELP = "minilm, hash[:DIM] or a sentence-transformers folder (default: the store's own)"
-EDITABLE = ("text", "audience", "tags", "cue", "plan")
 
 StoreOpt = typer.Option(None, "--store", "-s", help=STORE_HELP)
 EmbedderOpt = typer.Option(None, "--embedder", help=EMBEDDER_HELP)
@@ -174,10 +174,7 @@ def _json_arg(value: str | None, flag: str) -> Any:
     if value is None:
         return None
     raw = Path(value[1:]).read_text() if value.startswith("@") else value
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise MemoryStoreError(f"{flag} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    return parse_json(raw, flag)
 
 
 def _changes_from_flags(text: str | None, assignments: list[str]) -> dict[str, Any]:
@@ -188,9 +185,9 @@ def _changes_from_flags(text: str | None, assignments: list[str]) -> dict[str, A
         if not sep or field not in EDITABLE:
             raise MemoryStoreError(f"--set {assignment!r}: expected field=value with field one of {', '.join(EDITABLE)}")
         if field == "tags":
-            changes["tags"] = [tag.strip() for tag in value.split(",") if tag.strip()]
+            changes["tags"] = parse_tags(value)
         elif field == "plan":
-            changes["plan"] = _json_arg(value, "--set plan") if value.strip() else None
+            changes["plan"] = parse_plan(Path(value[1:]).read_text() if value.startswith("@") else value, "--set plan")
         else:
             changes[field] = value
     return changes
@@ -395,3 +392,25 @@ def bench(
     table.add_row("query_backend", results["query_backend"])
     console.print(table)
     console.print(f"wrote {out / 'results.json'}")
+
+
+@memory_app.command()
+def mcp(
+    ctx: typer.Context,
+    store: str | None = StoreOpt,
+    embedder: str | None = EmbedderOpt,
+    transport: str = typer.Option("stdio", "--transport", help="stdio, or http (streamable HTTP at http://HOST:PORT/mcp)"),
+    host: str | None = typer.Option(None, "--host", help="loopback address for http (default: mcp.host, 127.0.0.1)"),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="port for http (default: mcp.port, 8766)"),
+) -> None:
+    """Serve the memory over the Model Context Protocol: search, list, show, add, edit, delete, restore, history."""
+    from atlas.integrations.mcp_server import require_loopback, serve
+
+    if transport not in ("stdio", "http"):
+        raise MemoryStoreError(f"--transport {transport!r}: expected stdio or http")
+    settings = state(ctx).settings.mcp
+    host = require_loopback(host or settings.host)  # checked before the store is opened
+    with open_store(ctx, store, embedder) as memory:
+        if transport == "http":
+            err_console.print(f"serving {memory.target} over MCP at http://{host}:{port or settings.port}/mcp (Ctrl-C stops)", highlight=False)
+        serve(memory, transport, host, port or settings.port)  # type: ignore[arg-type]
