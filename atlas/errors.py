@@ -19,3 +19,11 @@ class LLMConfigError(LLMError):
 
 class LLMResponseError(LLMError):
     """The backend answered, but not with something usable."""
+
+
+class LLMContextOverflow(LLMError):
+    """The prompt did not fit the model's context window (the server said so)."""
+
+
+class LLMRejected(LLMError):
+    """The server refused this request as malformed or unsupported (HTTP 4xx): retrying will not help."""

@@ -48,8 +48,8 @@ def scripted_replier(messages: list[dict[str, str]]) -> str:
 
 def llm_agents(settings, meter: Meter):
     schema = schema_summary()
-    student = LLMStudent(make_llm("openai:gpt-4o-mini", settings, meter=meter, cache=False), schema, repairs=settings.agents.json_repairs)
-    teacher = LLMTeacher(make_llm("openai:gpt-4o", settings, meter=meter, cache=False), schema, repairs=settings.agents.json_repairs)
+    student = LLMStudent(make_llm("openai:gpt-4o-mini", settings, meter=meter, cache=False), schema, settings.agents)
+    teacher = LLMTeacher(make_llm("openai:gpt-4o", settings, meter=meter, cache=False), schema, settings.agents)
     return student, teacher
 
 

@@ -21,6 +21,7 @@ from atlas.config import AtlasSettings
 from atlas.errors import AtlasError
 
 AGENT_KINDS = ("procedural", "llm")
+LLM_BENCH_EPISODES = 30  # default questions per arm for `bench atlas --agents llm`: five arms of real model calls add up
 DEMO_INCIDENTS = 10  # two per attack template, so what is learned on one incident can transfer to another
 LANE_CHOICES = ("adaptive", "auto", "paired", "coach", "escalate")
 
@@ -36,10 +37,13 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
         from atlas.llm import make_llm
         from benchmarks.investigation.tables import schema_summary
 
+        from atlas.runner import preflight_agents
+
         schema = schema_summary()
-        repairs = settings.agents.json_repairs
-        student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, repairs=repairs)
-        teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, repairs=repairs)
+        student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, settings.agents)
+        teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, settings.agents)
+        for role, how in preflight_agents(student, teacher).items():  # before any memory is opened or written
+            err_console.print(f"{role}: {how['model']} ({how['mode']} mode, {how['decided_by']})", highlight=False)
         return student, teacher
     raise AtlasError(f"unknown --agents {kind!r}; choose one of {', '.join(AGENT_KINDS)}")
 
@@ -149,6 +153,16 @@ def run_command(
     plot_arms({spec.name: records}, out / "success_cost.png")
     plot_lane_mix(records, out / "lane_mix.png")
     _print_summary(results, time.perf_counter() - started, out)
+    _fail_if_all_model_errors(results)
+
+
+def _fail_if_all_model_errors(results: dict) -> None:
+    failed, total = results.get("model_errors", 0), results.get("episodes", 0)
+    if failed:
+        err_console.print(f"[yellow]{failed} of {total} episodes failed on a model error[/] and taught nothing (see episodes.jsonl)", highlight=False)
+    if total and failed == total:
+        err_console.print("[red]error:[/] every episode failed on a model error; check the endpoint (`atlas doctor`)", highlight=False)
+        raise typer.Exit(1)
 
 
 def _print_summary(results: dict, seconds: float, out: Path) -> None:
@@ -160,6 +174,10 @@ def _print_summary(results: dict, seconds: float, out: Path) -> None:
         lanes = ", ".join(f"{k} {v:.0%}" for k, v in figures["lane_mix"].items())
         table.add_row(name, f"{figures['success_rate']:.3f}", f"{figures['mean_reward']:.3f}", f"{figures['cost_per_task']:.4f}", f"{figures['queries_per_task']:.1f}", f"{figures['tokens_per_task']:.0f}", lanes)
     console.print(table)
+    if results.get("judge_agreement") is not None:
+        console.print(f"teacher judgments agreed with the grader on {results['judge_agreement']:.1%} of {results['judged']} judged episodes")
+    for role, how in results.get("protocol", {}).items():
+        console.print(f"{role}: {how['model']} spoken to in {how['mode']} mode ({how['decided_by']})", highlight=False)
     console.print(f"wrote {out}/episodes.jsonl, results.json, success_cost.png, lane_mix.png")
 
 
@@ -178,6 +196,9 @@ def bench_atlas_command(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted bench in --out"),
 ) -> None:
     """Five arms on the same questions: student_only, teacher_only, atlas_no_memory, atlas, atlas_frozen_transfer."""
+    if agents == "llm" and episodes is None:
+        episodes = LLM_BENCH_EPISODES
+        err_console.print(f"--agents llm: {episodes} training questions per arm (give --episodes N for more)", highlight=False)
     results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume)
     print_arms(results, out)
 
