@@ -22,7 +22,11 @@ class LLMResponseError(LLMError):
 
 
 class LLMContextOverflow(LLMError):
-    """The prompt did not fit the model's context window (the server said so)."""
+    """The prompt did not fit the model's context window (the server said so, maybe with its size)."""
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class LLMRejected(LLMError):

@@ -172,7 +172,7 @@ def test_context_overflow_compacts_and_retries_once(openai_server, openai_settin
     conversation = _conversation(4000, 10)
     openai_server.queue(Fault(mode="overflow"))
     assert turns.ask(conversation, (RUN_SQL, SUBMIT)).args.answer == "x"
-    assert conversation.budget == 3000
+    assert conversation.budget <= 3000 and turns.llm.context_limit  # the window the server named is remembered
     openai_server.queue(Fault(mode="overflow"), Fault(mode="overflow"))
     from atlas.errors import LLMContextOverflow
 

@@ -25,6 +25,9 @@ from atlas.llm.client import LLMClient
 from atlas.llm.types import ChatMessage, JsonSchemaFormat, ToolCall, ToolSpec
 
 
+CONTEXT_MARGIN = 64  # tokens kept free below a model's known context size
+
+
 class GaveUp(Exception):
     """The model gave no usable action within the attempt's repair turns."""
 
@@ -165,16 +168,23 @@ class Turns:
         """The model's next action among `kinds` (`forced`: the model must take `kinds[0]`)."""
         tail: list[ChatMessage] = []
         overflowed = False
+        known = getattr(self.llm, "context_limit", None)  # learned from an earlier overflow of this model
+        if known:
+            conversation.budget = min(conversation.budget, max(256, known - self.max_tokens - CONTEXT_MARGIN))
         while True:
             messages = conversation.messages(tail)
             estimate = self.estimator.messages(messages, [k.spec for k in kinds] if self.mode == "tools" else ())
             try:
                 completion = self.llm.chat(messages, **self._params(kinds, forced))
-            except LLMContextOverflow:
+            except LLMContextOverflow as overflow:
                 if overflowed:
                     raise
                 overflowed = True
-                conversation.tighten()
+                if overflow.limit:  # the server said how large its window is: remember it for every later call
+                    self.llm.context_limit = overflow.limit  # type: ignore[attr-defined]
+                    conversation.budget = min(int(conversation.budget * 0.75), max(256, overflow.limit - self.max_tokens - CONTEXT_MARGIN))
+                else:
+                    conversation.tighten()
                 continue
             if not completion.cached:
                 self.estimator.observe(estimate, completion.usage.prompt_tokens)

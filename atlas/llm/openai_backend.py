@@ -36,6 +36,7 @@ CONTEXT_OVERFLOW = re.compile(
     r"context_length_exceeded|maximum context length|context length|exceeds? the (available )?context|context size|too many tokens|prompt is too long",
     re.IGNORECASE,
 )
+CONTEXT_SIZE = re.compile(r"(?:maximum context length is|context size of|n_ctx(?:_slot)?\s*[=:]?|context window of)\s*(\d+)", re.IGNORECASE)
 
 
 class OpenAIBackend:
@@ -144,7 +145,10 @@ class OpenAIBackend:
                 delay = self._delay(attempt, exc)
             except openai.APIStatusError as exc:
                 if exc.status_code in (400, 413) and CONTEXT_OVERFLOW.search(str(exc)):
-                    raise LLMContextOverflow(f"{self.base_url}: the prompt does not fit {self.model}'s context window: {_short(exc)}") from None
+                    size = CONTEXT_SIZE.search(str(exc))
+                    raise LLMContextOverflow(
+                        f"{self.base_url}: the prompt does not fit {self.model}'s context window: {_short(exc)}", int(size.group(1)) if size else None
+                    ) from None
                 if 400 <= exc.status_code < 500:
                     raise LLMRejected(f"{self.base_url} rejected the request (HTTP {exc.status_code}): {_short(exc)}") from None
                 raise LLMError(f"{self.base_url} failed (HTTP {exc.status_code}): {_short(exc)}") from None
