@@ -237,3 +237,19 @@ def test_lessons_with_values_of_the_incident_are_rejected(world: Path, standin, 
         again = store_lesson(memory, good, episode, openai_settings.agents, "e2", "t")
         assert first.written and again.merged_into == first.written
     memory.close()
+
+
+@pytest.mark.local_model
+@pytest.mark.slow
+def test_the_local_model_always_emits_a_valid_action(world: Path, settings, tmp_path: Path) -> None:
+    """SmolLM2 decodes under the action schema: every reply is a valid tool call, within its input limit."""
+    local = make_llm("local", settings, cache=False)
+    short = settings.agents.model_copy(update={"student_max_tokens": 96})
+    student = LLMStudent(local, schema_summary(), short)
+    question = next(q for q in read_questions(world / "questions.jsonl") if q.difficulty == 1)
+    with open_database(str(world / "world.db")) as database:
+        episode = SocEpisode(question, database)
+        attempt = student.attempt(episode.task, Tool(episode, "student", 2), None)
+    replies = attempt.route["replies"]
+    assert replies["invalid"] == 0 and replies["actions"] >= 1, attempt.reason
+    assert local.meter.totals().prompt_tokens <= 3 * settings.local.max_input_tokens

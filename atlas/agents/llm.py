@@ -113,6 +113,7 @@ class Investigator:
         self.max_tokens = max_tokens
 
     def investigate(self, task: TaskView, tool: Tool, notes: Sequence[str], plan: dict[str, Any] | None, guidance: Sequence[str]) -> Attempt:
+        """One attempt; its route holds the queries, their compacted results and the reply counts."""
         turns = Turns(self.llm, self.max_tokens, self.settings.json_repairs, estimator=_estimator(self.llm))
         nonce = episode_nonce(task.id, task.context)
         system = INVESTIGATOR.format(schema=self.schema, queries=tool.left, protocol=_protocol(turns.mode, (RUN_SQL, SUBMIT), nonce), data_rule=DATA_RULE)
@@ -122,7 +123,14 @@ class Investigator:
             keep_full=self.settings.keep_full_observations,
         )
         trace: list[dict[str, Any]] = []
-        route: dict[str, Any] = {"queries": [], "trace": trace}
+        route: dict[str, Any] = {"queries": [], "trace": trace, "replies": turns.counts()}
+        try:
+            return self._loop(task, tool, turns, conversation, nonce, route)
+        finally:
+            route["replies"] = turns.counts()
+
+    def _loop(self, task: TaskView, tool: Tool, turns: Turns, conversation: Conversation, nonce: str, route: dict[str, Any]) -> Attempt:
+        trace = route["trace"]
         try:
             while True:
                 action = turns.ask(conversation, (RUN_SQL, SUBMIT)) if tool.left > 0 else turns.ask(conversation, (SUBMIT,), forced=True)

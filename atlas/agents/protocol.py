@@ -159,6 +159,11 @@ class Turns:
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
     repairs_used: int = 0
     truncations: int = 0
+    actions: int = 0  # valid actions received
+    invalid: int = 0  # replies that were not a valid action
+
+    def counts(self) -> dict[str, int]:
+        return {"actions": self.actions, "invalid": self.invalid, "truncated": self.truncations}
 
     @property
     def mode(self) -> str:
@@ -171,6 +176,9 @@ class Turns:
         known = getattr(self.llm, "context_limit", None)  # learned from an earlier overflow of this model
         if known:
             conversation.budget = min(conversation.budget, max(256, known - self.max_tokens - CONTEXT_MARGIN))
+        accepted = getattr(self.llm.backend, "max_prompt_tokens", None)  # an in-process model's input limit
+        if accepted:
+            conversation.budget = min(conversation.budget, max(256, accepted - CONTEXT_MARGIN))
         while True:
             messages = conversation.messages(tail)
             estimate = self.estimator.messages(messages, [k.spec for k in kinds] if self.mode == "tools" else ())
@@ -189,8 +197,11 @@ class Turns:
             if not completion.cached:
                 self.estimator.observe(estimate, completion.usage.prompt_tokens)
             try:
-                return self._action(completion.text, completion.tool_calls, kinds)
+                action = self._action(completion.text, completion.tool_calls, kinds)
+                self.actions += 1
+                return action
             except ReplyError as problem:
+                self.invalid += 1
                 if completion.truncated:
                     self.truncations += 1
                     problem = ReplyError(f"the reply was cut off at the {self.max_tokens}-token limit; reply with one short action")
