@@ -77,7 +77,7 @@ def _conversation(budget: int, turns: int) -> Conversation:
     for n in range(turns):
         action = ChatMessage(role="assistant", content=json.dumps({"thought": "t" * 200, "sql": f"SELECT {n}"}))
         short = ChatMessage(role="assistant", content=json.dumps({"sql": f"SELECT {n}"}))
-        conversation.add(Turn(action, OBSERVATION, lambda text: ChatMessage(role="user", content=text), f"SELECT {n}", short, short))
+        conversation.add(Turn(action, OBSERVATION, lambda text: ChatMessage(role="user", content=text), f"SELECT {n}", short))
     return conversation
 
 
@@ -92,6 +92,7 @@ def test_conversation_fits_its_budget_at_every_length() -> None:
             assert "(15 of 98 rows shown" in messages[-1].content  # the latest result keeps its row count
     long = _conversation(100_000, 20).messages()
     assert sum("left out of this prompt" in m.content for m in long) == 1  # only the latest turns stay
+    assert sum(m.content.startswith("Earlier queries of this investigation") for m in long) == 1  # folded into one message
     assert sum('"thought"' in m.content for m in long) == 1  # old notes are dropped, the latest kept
 
 
@@ -229,7 +230,7 @@ def test_tools_mode_round_trip(openai_server, openai_settings) -> None:
     conversation = Conversation(head=[ChatMessage(role="user", content="task")], budget=2000, estimator=turns.estimator, tools=(RUN_SQL.spec, SUBMIT.spec))
     action = turns.ask(conversation, (RUN_SQL, SUBMIT))
     assert action.kind is RUN_SQL and action.call_id
-    conversation.add(Turn(action.message, "result 42", lambda text: action.reply(text, "n"), "SELECT 1", action.short, action.brief))
+    conversation.add(Turn(action.message, "result 42", lambda text: action.reply(text, "n"), "SELECT 1", action.short))
     final = turns.ask(conversation, (RUN_SQL, SUBMIT))
     assert final.kind is SUBMIT and final.args.answer == "42"
     sent = openai_server.requests[-1]["messages"]

@@ -68,6 +68,15 @@ def one_line(text: str) -> str:
     return " ".join([lines[0] if lines else "", *notes[-1:]]).strip()
 
 
+BRIEF_CHARS = 72
+
+
+def brief(text: str, max_chars: int = BRIEF_CHARS) -> str:
+    """A one-line label cut to max_chars."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= max_chars else flat[:max_chars] + " [...]"
+
+
 def cut_middle(text: str, max_chars: int) -> str:
     """Text cut in the middle to max_chars, keeping the first and the last lines whole where possible."""
     if len(text) <= max_chars:
@@ -88,7 +97,6 @@ class Turn:
     render: Callable[[str], ChatMessage]
     label: str  # what the action was, in one line (for folded turns)
     short_action: ChatMessage | None = None  # the action without the model's notes, for old turns
-    brief_action: ChatMessage | None = None  # shorter still, for turns reduced to one line
 
 
 @dataclass
@@ -100,8 +108,8 @@ class Conversation:
     estimator: TokenEstimator
     tools: Sequence[ToolSpec] = ()
     keep_full: int = 2
-    keep_compact: int = 3
-    keep_lines: int = 6  # turns older still are left out (the prompt says how many)
+    keep_compact: int = 2
+    keep_lines: int = 4  # older turns as one line each in one message; older still are left out
     turns: list[Turn] = field(default_factory=list)
     compactions: int = 0  # calls whose prompt had to be compacted
 
@@ -141,26 +149,26 @@ class Conversation:
 
     def _render(self, turns: Sequence[Turn], level: int, tail: Sequence[ChatMessage], dropped: int = 0) -> list[ChatMessage]:
         """Which turns stay whole, compacted or one line, by age (0 = the latest):
-        level 0: ages < keep_full whole, the next keep_compact compacted, older one line;
-        level 1: the latest whole, three compacted; level 2: the latest compacted; level 3: all one line."""
+        level 0: ages < keep_full whole, the next keep_compact compacted, older ones one line each;
+        level 1: the latest whole, three compacted; level 2: the latest compacted; level 3: all one line.
+        One-line turns are folded into a single message after the task ("earlier queries: ...")."""
         whole, compact = [(self.keep_full, self.keep_compact), (1, 3), (0, 1), (0, 0)][level]
-        limit = whole + compact + self.keep_lines
+        kept = whole + compact
+        limit = kept + self.keep_lines
         if len(turns) > limit:
             dropped += len(turns) - limit
             turns = turns[-limit:]
-        n = len(turns)
+        folded, recent = turns[: max(0, len(turns) - kept)], turns[max(0, len(turns) - kept):]
         out = list(self.head)
-        if dropped:
-            out.append(ChatMessage(role="user", content=f"[{dropped} earlier queries are left out of this prompt to keep it short]"))
-        for index, turn in enumerate(turns):
+        if dropped or folded:
+            lines = [f"[{dropped} earlier queries are left out of this prompt to keep it short]"] if dropped else []
+            lines += [f"- {brief(turn.label)} -> {one_line(turn.observation)}" for turn in folded]
+            out.append(ChatMessage(role="user", content="Earlier queries of this investigation, in short:\n" + "\n".join(lines)))
+        n = len(recent)
+        for index, turn in enumerate(recent):
             age = n - 1 - index
             action = turn.action if age == 0 else turn.short_action or turn.action  # the model's notes: its latest only
-            if age < whole:
-                text = turn.observation
-            elif age < whole + compact:
-                text = compact_observation(turn.observation)
-            else:
-                text, action = one_line(turn.observation), turn.brief_action or action
+            text = turn.observation if age < whole else compact_observation(turn.observation)
             out.append(action)
             out.append(turn.render(text))
         out.extend(tail)

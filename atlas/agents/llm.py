@@ -143,7 +143,7 @@ class Investigator:
                     return Attempt(None, route=route, reason="no answer within the query budget")
                 left = f"[{tool.left} queries left]" if tool.left else "[no queries left: submit your answer now]"
                 observation = f"{result.observation}\n{left}"
-                conversation.add(Turn(action.message, observation, lambda text, a=action: a.reply(text, nonce), label=sql, short_action=action.short, brief_action=action.brief))
+                conversation.add(Turn(action.message, observation, lambda text, a=action: a.reply(text, nonce), label=sql, short_action=action.short))
                 route["queries"].append(sql)
                 trace.append({"sql": sql, "status": result.status, "rows": result.rows, "observation": compact_observation(result.observation)})
         except GaveUp as gave_up:
@@ -274,7 +274,7 @@ class LLMTeacher(_LLMAgent):
                 if result is None:
                     return Validation(False, rationale="the review ran out of queries without a verdict")
                 left = f"[{tool.left} queries left]" if tool.left else "[no queries left: give your verdict now]"
-                conversation.add(Turn(action.message, f"{result.observation}\n{left}", lambda text, a=action: a.reply(text, nonce), label=action.args.sql, short_action=action.short, brief_action=action.brief))  # type: ignore[attr-defined]
+                conversation.add(Turn(action.message, f"{result.observation}\n{left}", lambda text, a=action: a.reply(text, nonce), label=action.args.sql, short_action=action.short))  # type: ignore[attr-defined]
         except (GaveUp, CallCapReached) as stopped:
             return Validation(False, rationale=f"no verdict: {stopped}")
         except LLMConfigError:

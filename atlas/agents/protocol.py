@@ -35,13 +35,13 @@ class GaveUp(Exception):
 # ---------------------------------------------------------------- actions the agents offer
 class SqlArgs(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    thought: str = Field("", description="one short sentence: why this query")
-    sql: str = Field(min_length=1, description="one read-only SQL query")
+    thought: str = Field("", description="your short notes")
+    sql: str = Field(min_length=1, description="one read-only query")
 
 
 class AnswerArgs(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    thought: str = Field("", description="one short sentence: how you know")
+    thought: str = Field("", description="your short notes")
     answer: str = Field(min_length=1, description="just the value asked for")
 
 
@@ -79,8 +79,8 @@ class ActionKind:
         return ToolSpec(name=self.name, description=self.description, parameters=strict_schema(self.args))
 
 
-RUN_SQL = ActionKind("run_sql", "Run one read-only SQL query against the log tables and see its result.", SqlArgs, aliases=("sql", "query"))
-SUBMIT = ActionKind("submit_answer", "Give the final answer: just the value asked for.", AnswerArgs, ("answer",), ("submit", "answer"))
+RUN_SQL = ActionKind("run_sql", "Run one read-only SQL query on the log tables.", SqlArgs, aliases=("sql", "query"))
+SUBMIT = ActionKind("submit_answer", "Give the final answer.", AnswerArgs, ("answer",), ("submit", "answer"))
 VERDICT = ActionKind("give_verdict", "Give the verdict on the analyst's answer, with its evidence.", VerdictArgs, aliases=("verdict",))
 REVIEW = ActionKind("give_review", "Say whether the analyst should follow the proposed approach.", ReviewArgs, aliases=("review",))
 LESSON = ActionKind("write_lesson", "Write one general, reusable lesson from this investigation.", LessonArgs, aliases=("lesson",))
@@ -130,7 +130,6 @@ class Action:
     message: ChatMessage  # the assistant turn as it stays in the conversation
     call_id: str | None = None  # tools mode: the call an observation answers
     short: ChatMessage | None = None  # the same turn without the model's notes, for when it is old
-    brief: ChatMessage | None = None  # shorter still (long arguments cut), for the oldest turns
 
     def reply(self, text: str, nonce: str) -> ChatMessage:
         """The message that carries this action's result back (tool role, or delimited data)."""
@@ -236,8 +235,7 @@ class Turns:
             args = validate({k: as_text(v) if k in kind.text_fields else v for k, v in data.items()}, kind.args)
             message = ChatMessage(role="assistant", content=text if len(text) < 2000 else "", tool_calls=(call,))
             bare = call.model_copy(update={"arguments": json.dumps(args.model_dump(exclude={"thought"}))})
-            cut = call.model_copy(update={"arguments": json.dumps(_brief(args))})
-            return Action(kind, args, message, call.id, ChatMessage(role="assistant", tool_calls=(bare,)), ChatMessage(role="assistant", tool_calls=(cut,)))
+            return Action(kind, args, message, call.id, ChatMessage(role="assistant", tool_calls=(bare,)))
         if len(kinds) == 1:
             kind = kinds[0]
             try:
@@ -260,7 +258,6 @@ class Turns:
         return Action(
             kind, parsed, ChatMessage(role="assistant", content=canonical(parsed.model_dump())),
             short=ChatMessage(role="assistant", content=canonical(parsed.model_dump(exclude={"thought"}))),
-            brief=ChatMessage(role="assistant", content=canonical(_brief(parsed))),
         )
 
     def _repair(self, text: str, calls: Sequence[ToolCall], kinds: Sequence[ActionKind], problem: str) -> list[ChatMessage]:
@@ -275,17 +272,6 @@ class Turns:
         else:
             ask += f" Reply with one JSON object only, for example {example(kinds)}"
         return [ChatMessage(role="assistant", content=text[:500] or "(empty reply)"), ChatMessage(role="user", content=ask)]
-
-
-BRIEF_CHARS = 90
-
-
-def _brief(args: BaseModel) -> dict[str, Any]:
-    """An old action's arguments without notes, long strings cut (the result's one line says what it found)."""
-    out: dict[str, Any] = {}
-    for name, value in args.model_dump(exclude={"thought"}).items():
-        out[name] = value[:BRIEF_CHARS] + " [...]" if isinstance(value, str) and len(value) > BRIEF_CHARS else value
-    return out
 
 
 class _Envelope(BaseModel):

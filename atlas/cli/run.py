@@ -283,3 +283,47 @@ def _count(path: Path) -> int:
     with sqlite3.connect(path) as connection:
         return int(connection.execute("SELECT count(*) FROM pamphlets WHERE deleted = 0").fetchone()[0])
 
+
+
+def bench_standin_command(
+    ctx: typer.Context,
+    world: Path | None = typer.Option(None, "--world", help="a generated world (default: the demo's small world, generated once)"),
+    episodes: int = typer.Option(30, "--episodes", min=1, help="questions to run"),
+    seed: int = typer.Option(0, "--seed"),
+    latency: float = typer.Option(0.0, "--latency", min=0.0, help="seconds the fake server waits per call"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, report.md, the run and its memory"),
+) -> None:
+    """The LLM agents' whole loop over HTTP against a capable stand-in model: budgets, calls, tokens, learning."""
+    from benchmarks.investigation.standin_bench import STUDENT_MODEL, TEACHER_MODEL, run_standin_bench
+
+    settings = state(ctx).settings
+    if out.exists() and any(out.iterdir()):
+        raise AtlasError(f"{out} is not empty; choose another --out")
+    world = world or _small_world(settings.home, seed)
+    with _progress_bar() as bar:
+        task = bar.add_task("episodes", total=episodes, status="")
+        results = run_standin_bench(world, out, settings, episodes=episodes, seed=seed, latency_s=latency,
+                                    progress=lambda r: bar.update(task, completed=r["index"] + 1, status=f"{r['lane']:<8} {'ok' if r['success'] else '--'}"))
+    table = Table(title=f"stand-in model over HTTP: {results['episodes']} episodes in {results['seconds']} s", box=None)
+    for column in ("prompt tokens", "student p50/max", "teacher p50/max"):
+        table.add_column(column, no_wrap=True)
+    for label, key in (("per call", "prompt_tokens_per_call"), ("per episode", "prompt_tokens_per_episode")):
+        s, t = results[key][STUDENT_MODEL], results[key][TEACHER_MODEL]
+        table.add_row(label, f"{s['p50']:.0f}/{s['max']:.0f}", f"{t['p50']:.0f}/{t['max']:.0f}")
+    console.print(table)
+    calls = results["llm_calls_per_episode"]
+    console.print(f"LLM calls per episode p50 {calls['p50']:.0f}, max {calls['max']:.0f} (cap {results['llm_call_cap']}); judge agreement {results['judge_agreement']}")
+    console.print("success by third: " + ", ".join(f"{k} {v['success_rate']:.3f}" for k, v in results["phases"].items()))
+    for name, met in results["targets"].items():
+        console.print(f"{'[green]met[/]' if met else '[yellow]n/a[/]' if met is None else '[red]not met[/]'}  {name}", highlight=False)
+    console.print(f"wrote {out}/results.json, report.md")
+
+
+def _small_world(home: Path, seed: int) -> Path:
+    from benchmarks.investigation.generate import MANIFEST_FILE, generate
+
+    world = home / "worlds" / f"small-seed{seed}-{DEMO_INCIDENTS}"
+    if not (world / MANIFEST_FILE).is_file():
+        console.print(f"generating a small world ({DEMO_INCIDENTS} incidents) into {world} ...")
+        generate(world, seed, "small", incidents=DEMO_INCIDENTS)
+    return world

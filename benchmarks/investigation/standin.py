@@ -41,6 +41,13 @@ def id_list(ids: Sequence[str]) -> str:
     return ", ".join(literal(i) for i in ids) or "''"
 
 
+def digest(kind: str, value: str) -> str:
+    """A short mark for an entity already looked up (its value need not stay in the notes)."""
+    import hashlib
+
+    return hashlib.sha1(f"{kind}:{value}".encode()).hexdigest()[:6]
+
+
 def short(alert_id: str) -> str:
     """Alert ids are UUIDs: eight hex digits tell the alerts of one incident apart, and keep notes and queries short."""
     return alert_id[:8]
@@ -119,16 +126,16 @@ def route_rule(kinds: Sequence[str]) -> str:
 
 
 def in_incident(alias: str, start: str) -> str:
-    return f"EXISTS (SELECT 1 FROM SecurityIncident i WHERE i.AlertIds LIKE {literal('%' + start + '%')} AND i.AlertIds LIKE '%' || {alias}.AlertId || '%')"
+    return f"EXISTS (SELECT 1 FROM SecurityIncident i WHERE i.AlertIds LIKE {literal('%' + short(start) + '%')} AND i.AlertIds LIKE '%' || {alias}.AlertId || '%')"
 
 
 class StandInModel:
     """A `Responder` for the fake OpenAI server: the whole request in, a reply (tool call or text) out.
 
     Model names decide its strength, as they would on a real endpoint: a name containing one of
-    `deep_markers` (default "teacher") searches deep; any other name searches one hop."""
+    `deep_markers` (default "teacher" or "deep") searches deep; any other name searches one hop."""
 
-    def __init__(self, deep_markers: Sequence[str] = ("teacher",)) -> None:
+    def __init__(self, deep_markers: Sequence[str] = ("teacher", "deep")) -> None:
         self.deep_markers = tuple(deep_markers)
 
     def __call__(self, request: dict[str, Any]) -> Reply:
@@ -160,7 +167,9 @@ class StandInModel:
         return Reply(content=json.dumps({"action": name, "arguments": args}))
 
     def _sql(self, tools: set[str], sql: str, state: dict[str, Any]) -> Reply:
-        return self._act(tools, "run_sql", {"thought": "state: " + json.dumps(state, separators=(",", ":")), "sql": sql})
+        """A query, with the working notes it needs next time (terse: empty fields left out)."""
+        notes = {k: v for k, v in state.items() if v not in (None, [], {}, "")}
+        return self._act(tools, "run_sql", {"thought": "state: " + json.dumps(notes, separators=(",", ":")), "sql": sql})
 
     def _submit(self, tools: set[str], answer: str, note: str) -> Reply:
         return self._act(tools, "submit_answer", {"thought": note, "answer": answer})
@@ -187,7 +196,7 @@ class StandInModel:
             if len(rows) != 1:
                 return self._submit(tools, "unknown", "the start alert is not unique")
             start = str(rows[0][0])
-            state.update(s=start, seen=[short(start)], front=[short(start)], par={})
+            state.update(s=start, front=[short(start)], par={}, seen=[short(start)] if state.get("route") else [])
             if state.get("route"):
                 return self._walk(tools, facts, state, hop=0)
             return self._expand(tools, facts, state, level=1)
@@ -205,17 +214,16 @@ class StandInModel:
             for row in rows:
                 kind = KIND_OF_EVIDENCE_TYPE.get(str(row[0])) if row else None
                 value = dict(zip(KEYS, row[1:])).get(KEY_COLUMN[kind]) if kind else None
-                if kind and value is not None and [kind, str(value)] not in state["done"]:
-                    ents.append([kind, str(value), state["cur"]])
+                if kind and value is not None and digest(kind, str(value)) not in state["done"]:
+                    ents.append([kind, str(value)])  # all from the alert being expanded ("cur")
             state["ents"] += ents
             return self._next_lookup(tools, facts, state)
         if phase == "link":
-            kind, _value, via = state.pop("look")
+            kind, via = state.pop("look"), state["cur"]
             for (alert,) in (r[:1] for r in rows if r):
                 alert = short(str(alert))
-                if alert not in state["seen"]:
-                    state["seen"].append(alert)
-                    state["par"][alert] = [via, kind]
+                if alert not in _seen(state):
+                    state["par"][alert] = f"{via} {kind}"
                     state["next"].append(alert)
             return self._next_lookup(tools, facts, state)
         if phase == "named":
@@ -261,12 +269,12 @@ class StandInModel:
     def _next_lookup(self, tools: set[str], facts: TaskFacts, state: dict[str, Any]) -> Reply:
         if not state["ents"]:
             return self._next_alert(tools, facts, state)
-        kind, value, via = state["ents"].pop(0)
-        state["done"].append([kind, value])
-        state.update(p="link", look=[kind, value, via])
+        kind, value = state["ents"].pop(0)
+        state["done"].append(digest(kind, value))
+        state.update(p="link", look=kind)
         sql = (
             f"SELECT DISTINCT e.AlertId FROM AlertEvidence e WHERE e.EntityType = {literal(EVIDENCE_TYPE[kind])} AND e.{KEY_COLUMN[kind]} = {literal(value)} "
-            f"AND NOT {by_short('e.AlertId', state['seen'])} AND {in_incident('e', state['s'])}"
+            f"AND NOT {by_short('e.AlertId', _seen(state))} AND {in_incident('e', state['s'])}"
         )
         return self._sql(tools, sql, state)
 
@@ -353,6 +361,9 @@ def _remembered_route(task: str, facts: TaskFacts) -> list[str] | None:
     return None
 
 
+EMPTY_STATE: dict[str, Any] = {"route": None, "seen": [], "front": [], "par": {}, "queue": [], "next": [], "ents": [], "done": []}
+
+
 def _last_state(messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
     """The state noted in the model's latest action, and the observation that answered it."""
     for index in range(len(messages) - 1, 1, -1):
@@ -362,7 +373,7 @@ def _last_state(messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, 
         args = _action_args(message)
         thought = str(args.get("thought", ""))
         if thought.startswith("state: "):
-            return json.loads(thought[len("state: "):]), _observation_text(messages[index + 1]) if index + 1 < len(messages) else ""
+            return {**json.loads(json.dumps(EMPTY_STATE)), **json.loads(thought[len("state: "):])}, _observation_text(messages[index + 1]) if index + 1 < len(messages) else ""
     return None, ""
 
 
@@ -390,11 +401,16 @@ def _observation_text(message: dict[str, Any]) -> str:
     return block.group(1) if block else text
 
 
+def _seen(state: dict[str, Any]) -> list[str]:
+    """Alerts reached so far: a route walk lists them; a search knows them as the start and its parent links."""
+    return state["seen"] if state.get("route") else [short(state["s"]), *state["par"]]
+
+
 def _hops(state: dict[str, Any], end: str) -> list[str]:
     if state.get("route"):
         return list(state["route"])
     kinds = []
     while end != short(state["s"]):
-        end, kind = state["par"][end]
+        end, kind = state["par"][end].split(" ")
         kinds.append(kind)
     return kinds[::-1]
