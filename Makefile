@@ -12,9 +12,17 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
+LLAMA  := $(VENV)/.llama-server
+
 .PHONY: install demo test test-slow clean
 
 install: $(STAMP)
+
+# Test set-up only: llama.cpp's OpenAI-compatible server, which some slow tests run the agents against.
+# It compiles llama.cpp once (several minutes); pip keeps the built wheel in its cache for later installs.
+$(LLAMA): $(STAMP)
+	$(PIP) 'llama-cpp-python[server]==0.3.36'
+	@touch $(LLAMA)
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,10 +35,10 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 demo: $(STAMP)
 	$(ATLAS) demo
 
-test: $(STAMP)
+test: $(STAMP) $(LLAMA)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(LLAMA)
 	$(PY) -m pytest -m slow
 
 clean:

@@ -171,6 +171,7 @@ def _run_one(graph, item: EpisodeInput, index: int, episode_id: str, student, te
         "model_error": bool(state.get("model_error")),
         "llm_calls": context.calls.calls if context.calls is not None else 0,
         "prompt_tokens": prompt_tokens,  # per model, this episode
+        "replies": (state.get("route") or {}).get("replies"),  # LLM agents: valid actions, invalid replies, cut-off ones
         "tokens": state.get("tokens", 0),
         "queries": {"student": sum(s["actor"] == "student" for s in steps), "teacher": sum(s["actor"] == "teacher" for s in steps)},
         "cost": state["cost"],

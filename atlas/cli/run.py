@@ -327,3 +327,36 @@ def _small_world(home: Path, seed: int) -> Path:
         console.print(f"generating a small world ({DEMO_INCIDENTS} incidents) into {world} ...")
         generate(world, seed, "small", incidents=DEMO_INCIDENTS)
     return world
+
+
+def bench_local_agent_command(
+    ctx: typer.Context,
+    world: Path | None = typer.Option(None, "--world", help="a generated world (default: the demo's small world)"),
+    episodes: int = typer.Option(6, "--episodes", min=1),
+    memory: Path | None = typer.Option(None, "--memory", help="a learned memory store for the with-memory arm (e.g. OUT/memory.sqlite of `bench standin`)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", "-o"),
+) -> None:
+    """The bundled local model as the LLM student, decoding under the action schema: valid actions, speed, success."""
+    from benchmarks.investigation.local_agent_bench import run_local_agent_bench
+
+    settings = state(ctx).settings
+    if memory is not None and not memory.is_file():
+        raise AtlasError(f"--memory {memory}: no such memory store")
+    world = world or _small_world(settings.home, seed)
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(arm: str, record: dict) -> None:
+            tasks.setdefault(arm, bar.add_task(arm, total=episodes, status=""))
+            bar.update(tasks[arm], completed=record["index"] + 1, status="ok" if record["success"] else "--")
+
+        results = run_local_agent_bench(world, out, settings, episodes=episodes, seed=seed, memory=memory, progress=tick)
+    table = Table(title=f"{results['model']} as the LLM student ({results['decoding']})", box=None)
+    for column in ("arm", "episodes", "success", "valid actions", "s/step", "queries/task"):
+        table.add_column(column, no_wrap=True)
+    for name, arm in results["arms"].items():
+        rate = "n/a" if arm["valid_action_rate"] is None else f"{arm['valid_action_rate']:.1%}"
+        table.add_row(name, str(arm["episodes"]), f"{arm['success_rate']:.3f}", rate, f"{arm['seconds_per_step']:.1f}", f"{arm['queries_per_task']:.1f}")
+    console.print(table)
+    console.print(f"wrote {out}/results.json")

@@ -36,6 +36,7 @@ CONTEXT_OVERFLOW = re.compile(
     r"context_length_exceeded|maximum context length|context length|exceeds? the (available )?context|context size|too many tokens|prompt is too long",
     re.IGNORECASE,
 )
+REQUEST_INVALID = re.compile(r"validation error|literal_error|unrecognized request argument|extra_forbidden", re.IGNORECASE)
 CONTEXT_SIZE = re.compile(r"(?:maximum context length is|context size of|n_ctx(?:_slot)?\s*[=:]?|context window of)\s*(\d+)", re.IGNORECASE)
 
 
@@ -60,6 +61,8 @@ class OpenAIBackend:
             max_retries=0,  # retries are ours: bounded, logged, and applied to malformed replies too
         )
         self._jitter = random.Random()  # retry timing only; never affects a result
+        # how this server takes a JSON schema: OpenAI's `json_schema`, or `json_object` with a `schema` (llama.cpp)
+        self.schema_form = "json_schema"
 
     @property
     def reasoning(self) -> bool:
@@ -110,7 +113,8 @@ class OpenAIBackend:
             choice = params.tool_choice
             request["tool_choice"] = choice if choice in ("auto", "required", "none") else {"type": "function", "function": {"name": choice}}
         if params.response_format is not None:
-            request["response_format"] = params.response_format.to_openai()
+            fmt = params.response_format
+            request["response_format"] = fmt.to_openai() if self.schema_form == "json_schema" else {"type": "json_object", "schema": fmt.schema_}
         return request
 
     def _with_retries(self, call: Callable[[float], T]) -> T:
@@ -136,6 +140,12 @@ class OpenAIBackend:
                 error: Exception = LLMResponseError(f"malformed response from {self.base_url}: {_short(exc)}")
                 if attempt + 1 == attempts:
                     raise error from None
+                delay = self._delay(attempt, exc)
+            except openai.InternalServerError as exc:
+                if REQUEST_INVALID.search(str(exc)):  # some servers answer a malformed request with 500
+                    raise LLMRejected(f"{self.base_url} rejected the request (HTTP {exc.status_code}): {_short(exc)}") from None
+                if attempt + 1 == attempts:
+                    raise LLMError(f"{self.base_url} failed after {attempts} attempts: {type(exc).__name__}: {_short(exc)}") from None
                 delay = self._delay(attempt, exc)
             except RETRYABLE as exc:
                 if attempt + 1 == attempts:
