@@ -164,6 +164,7 @@ def _run_one(graph, item: EpisodeInput, index: int, episode_id: str, student, te
         "solved_by": state.get("solved_by"),
         "attempts": state.get("attempts", 0),
         "answer": state.get("answer"),
+        "reason": state.get("reason"),  # why there is no answer (a model error says which)
         "success": bool(state["success"]),
         "reward": state["reward"],
         "signal": state["signal"],

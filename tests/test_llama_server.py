@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_server():
+def llama_server(tmp_path_factory: pytest.TempPathFactory):
     try:
         import llama_cpp.server  # noqa: F401
     except ImportError:
@@ -41,13 +41,14 @@ def llama_server():
     from atlas.llm.local_backend import smollm2_gguf_path
 
     port = _free_port()
+    log = (tmp_path_factory.mktemp("llama") / "server.log").open("w+")  # llama.cpp logs a lot: never a pipe nobody reads
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", str(CONTEXT), "--chat_format", "chatml-function-calling", "--api_key", KEY, "--model_alias", "smollm2", "--n_threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
             request = urllib.request.Request(f"{url}/models", headers={"Authorization": f"Bearer {KEY}"})
@@ -55,14 +56,16 @@ def llama_server():
             break
         except OSError:
             if process.poll() is not None:
-                pytest.fail(f"llama.cpp server exited: {process.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                pytest.fail(f"llama.cpp server exited: {log.read()[-2000:]}")
             time.sleep(1)
     else:
         process.kill()
-        pytest.fail("llama.cpp server did not start within 120 s")
+        pytest.fail("llama.cpp server did not start within 300 s")
     yield url
     process.terminate()
     process.wait(timeout=30)
+    log.close()
 
 
 def _settings(url: str, tmp_path: Path, key: str = KEY, **overrides):
