@@ -16,9 +16,17 @@ export TOKENIZERS_PARALLELISM := false
 # which downloads a browser of its own). As root, the test set-up installs chromium with apt-get.
 CHROMIUM ?= /usr/bin/chromium
 
+LLAMA  := $(VENV)/.llama-server
+
 .PHONY: install demo test test-slow test-fuzz browser clean
 
 install: $(STAMP)
+
+# Test set-up only: llama.cpp's OpenAI-compatible server, which some slow tests run the agents against.
+# It compiles llama.cpp once (several minutes); pip keeps the built wheel in its cache for later installs.
+$(LLAMA): $(STAMP)
+	$(PIP) 'llama-cpp-python[server]==0.3.36'
+	@touch $(LLAMA)
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,10 +49,10 @@ browser:
 	  echo "note: $(CHROMIUM) is missing and this is not root: the browser tests will be skipped (as root: apt-get install chromium)"; \
 	fi
 
-test: $(STAMP) browser
+test: $(STAMP) browser $(LLAMA)
 	$(PY) -m pytest
 
-test-slow: $(STAMP) browser
+test-slow: $(STAMP) browser $(LLAMA)
 	$(PY) -m pytest -m slow
 
 test-fuzz: $(STAMP)

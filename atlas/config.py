@@ -45,6 +45,8 @@ class Price(_Strict):
         return (prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m) / 1e6
 
 
+DEFAULT_PRICE_KEY = "default"
+
 # Published list prices (USD per 1M tokens) for common OpenAI models; override in atlas.yaml.
 DEFAULT_PRICES: dict[str, Price] = {
     "gpt-5": Price(input_per_1m=1.25, output_per_1m=10.0),
@@ -55,15 +57,26 @@ DEFAULT_PRICES: dict[str, Price] = {
     "gpt-4o": Price(input_per_1m=2.50, output_per_1m=10.0),
     "gpt-4o-mini": Price(input_per_1m=0.15, output_per_1m=0.60),
     "gpt-3.5-turbo": Price(input_per_1m=0.50, output_per_1m=1.50),
+    # models not listed (a vLLM or Ollama model, a new release): never a silent $0; a warning names the model
+    DEFAULT_PRICE_KEY: Price(input_per_1m=0.50, output_per_1m=1.50),
 }
+
+
+Support = Literal["auto", "on", "off"]
 
 
 class OpenAISettings(_Strict):
     api_key: SecretStr | None = None
     base_url: str | None = None
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, description="one request may take this long")
+    deadline_s: float = Field(default=90.0, gt=0, description="one call, retries included, ends by then")
     max_retries: int = Field(default=3, ge=0, le=20)
     backoff_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0, description="cap on one retry's wait (before jitter)")
+    reasoning_tokens: int = Field(default=2048, ge=0, description="extra completion tokens a reasoning model may think with")
+    # Native tool calls and JSON-schema outputs: probed once per endpoint and model ("auto"), or forced.
+    tools: Support = "auto"
+    structured_outputs: Support = "auto"
 
     @field_validator("base_url")
     @classmethod
@@ -103,9 +116,19 @@ class AgentSettings(_Strict):
     max_retries: int = Field(default=1, ge=0, le=5, description="student retries after a failed validation")
     student_steps: int = Field(default=15, ge=1, le=200)
     teacher_steps: int = Field(default=40, ge=1, le=400)
-    json_repairs: int = Field(default=2, ge=0, le=10, description="bounded repair turns for malformed LLM JSON")
+    json_repairs: int = Field(default=2, ge=0, le=10, description="repair turns per LLM attempt for malformed or cut-off replies")
     retrieve_k: int = Field(default=10, ge=1, le=50)
     memory_token_budget: int = Field(default=600, ge=0, description="tokens of pamphlets that may go into a prompt")
+    # LLM agents: what one call and one episode may spend (prompt budgets fit 8k and 16k context windows)
+    student_prompt_tokens: int = Field(default=6400, ge=256, description="prompt tokens per student call")
+    teacher_prompt_tokens: int = Field(default=14000, ge=256, description="prompt tokens per teacher call")
+    student_max_tokens: int = Field(default=512, ge=16, description="completion tokens per student call")
+    teacher_max_tokens: int = Field(default=768, ge=16, description="completion tokens per teacher call")
+    keep_full_observations: int = Field(default=1, ge=1, le=50, description="latest query results kept whole in a prompt (older ones compacted)")
+    max_llm_calls: int = Field(default=64, ge=1, description="hard cap on model calls per episode")
+    max_plans: int = Field(default=2, ge=1, le=10, description="alternative plans a student may try per episode")
+    plan_min_score: float = Field(default=0.3, ge=-1, le=1, description="retrieval score a note needs to be offered as a plan")
+    validation_steps: int = Field(default=3, ge=0, le=40, description="queries the teacher may run to check an answer")
     signal: Literal["judgment", "reward"] = "judgment"
     audit_rate: float = Field(default=0.2, ge=0, le=1, description="share of auto-lane answers the teacher judges when learning")
     max_pamphlet_chars: int = Field(default=1500, ge=50)
@@ -140,11 +163,16 @@ class AtlasSettings(_Strict):
     agents: AgentSettings = AgentSettings()
     mcp: MCPSettings = MCPSettings()
     ui: UISettings = UISettings()
-    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
-    default_price: Price = Field(
-        default=Price(input_per_1m=0.0, output_per_1m=0.0),
-        description="used for models missing from `prices` (a warning is logged once)",
+    prices: dict[str, Price] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="dollars per 1M tokens by model name prefix; `default` prices any model not listed (with a warning)",
     )
+
+    @field_validator("prices")
+    @classmethod
+    def _prices_have_a_default(cls, value: dict[str, Price]) -> dict[str, Price]:
+        """A prices table from atlas.yaml extends the built-in one, so the default and list prices stay."""
+        return {**DEFAULT_PRICES, **value}
 
     @property
     def model_cache_dir(self) -> Path:
@@ -157,9 +185,9 @@ class AtlasSettings(_Strict):
 
     def price_for(self, model: str) -> Price | None:
         """Price of a model name, matching the longest table key that prefixes it."""
-        if model in self.prices:
+        if model in self.prices and model != DEFAULT_PRICE_KEY:
             return self.prices[model]
-        matches = [key for key in self.prices if model.startswith(key)]
+        matches = [key for key in self.prices if key != DEFAULT_PRICE_KEY and model.startswith(key)]
         return self.prices[max(matches, key=len)] if matches else None
 
 

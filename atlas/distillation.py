@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from atlas.agents.base import Episode, Lesson
@@ -10,7 +11,29 @@ from atlas.config import AgentSettings
 from memory.schema import PamphletIn, Provenance
 from memory.store import MemoryStore
 
-DUPLICATE_SCORE = 0.97
+DUPLICATE_SCORE = 0.97  # a plan with the same structure this close is the same lesson
+NEAR_COPY_SCORE = 0.9  # a text note this close, for the same cue, reinforces the existing one instead of adding a near-copy
+
+# Concrete identifiers no general lesson needs: addresses, hashes, ids, SIDs, mail addresses, URLs, dates, times.
+IDENTIFIERS = {
+    "an IPv4 address": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
+    "an IPv6 address": re.compile(r"\b(?:[0-9a-f]{1,4}:){3,7}[0-9a-f]{1,4}\b", re.IGNORECASE),
+    "a hash": re.compile(r"\b[0-9a-f]{32,}\b", re.IGNORECASE),
+    "a GUID": re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),
+    "a SID": re.compile(r"\bS-1-\d+(?:-\d+){2,}\b", re.IGNORECASE),
+    "a mail address": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+    "a URL": re.compile(r"\bhttps?://\S+", re.IGNORECASE),
+    "a date": re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b"),
+    "a time": re.compile(r"\b\d{1,2}:\d{2}:\d{2}\b"),
+}
+
+
+def concrete_identifier(text: str) -> str | None:
+    """What kind of world-specific value the text holds, if any (None: it reads as general)."""
+    for kind, pattern in IDENTIFIERS.items():
+        if pattern.search(text):
+            return kind
+    return None
 
 
 @dataclass(frozen=True)
@@ -27,13 +50,19 @@ def store_lesson(
     tags = list(dict.fromkeys([*lesson.tags, *scope]))
     blob = lesson.text + " " + json.dumps(lesson.plan or {}, sort_keys=True)
     if episode.reveals_ground_truth(blob):
-        return Outcome(rejected="contains this question's answer or a solution value")
+        return Outcome(rejected="contains a value of this incident (the answer, a solution value or another entity)")
+    found = concrete_identifier(lesson.text) if (lesson.plan or {}).get("kind") == "note" else None
+    if found:
+        return Outcome(rejected=f"not general: contains {found}")
     if len(lesson.text) > settings.max_pamphlet_chars:
         return Outcome(rejected=f"longer than {settings.max_pamphlet_chars} characters")
     for hit in store.search(lesson.text, k=3, audience="student", tags=tags):
         notes = (hit.pamphlet.plan or {}).get("kind") == (lesson.plan or {}).get("kind") == "note"
-        same_plan = notes or (hit.pamphlet.plan or None) == (lesson.plan or None)  # a note is its text
-        if same_plan and (hit.score >= DUPLICATE_SCORE or hit.pamphlet.text == lesson.text):
+        same_outcome = (hit.pamphlet.plan or {}).get("outcome", "worked") == (lesson.plan or {}).get("outcome", "worked")
+        same_plan = (notes and same_outcome) or (hit.pamphlet.plan or None) == (lesson.plan or None)  # a note is its text
+        same_cue = " ".join((hit.pamphlet.cue or "").casefold().split()) == " ".join(lesson.cue.casefold().split())
+        near = hit.score >= DUPLICATE_SCORE or (notes and same_cue and hit.score >= NEAR_COPY_SCORE)
+        if same_plan and (near or hit.pamphlet.text == lesson.text):
             provenance = hit.pamphlet.provenance.model_copy(update={"episode_ids": [*hit.pamphlet.provenance.episode_ids, episode_id][-50:]})
             store.update(hit.pamphlet.id, provenance=provenance.model_dump(), changed_by=author, change="reinforced")
             return Outcome(merged_into=hit.pamphlet.id)

@@ -21,6 +21,18 @@ class LLMResponseError(LLMError):
     """The backend answered, but not with something usable."""
 
 
+class LLMContextOverflow(LLMError):
+    """The prompt did not fit the model's context window (the server said so, maybe with its size)."""
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class LLMRejected(LLMError):
+    """The server refused this request as malformed or unsupported (HTTP 4xx): retrying will not help."""
+
+
 def user_message(exc: BaseException) -> str | None:
     """What the CLI says about a user error (bad settings, bad input, a store refusal); None for a
     bug. The MCP server and the web page say the same words."""

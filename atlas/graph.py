@@ -17,9 +17,11 @@ from typing import Annotated, Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from atlas.agents.base import Attempt, Episode, Student, TaskView, Teacher, Tool
+from atlas.agents.base import Attempt, Episode, Student, TaskView, Teacher, Tool, Validation
 from atlas.config import AgentSettings
 from atlas.distillation import prune, store_lesson
+from atlas.errors import LLMConfigError, LLMError
+from atlas.llm.ledger import CallLedger
 from atlas.llm.meter import Meter
 from atlas.memory_use import fitting_plans, notes_within_budget, retrieve
 from memory.store import MemoryStore
@@ -47,6 +49,8 @@ class EpisodeState(TypedDict, total=False):
     steps: Annotated[list[dict[str, Any]], operator.add]
     tokens: int
     judgment: float | None
+    feedback: str  # the latest verdict's rationale and guidance (for distillation)
+    model_error: bool  # a model call failed for good during this episode: it teaches nothing
     reward: float
     success: bool
     signal: float | None  # None: nothing judged this episode (an unaudited auto run), so nothing is learned
@@ -74,6 +78,11 @@ class RunContext:
     meter: Meter | None = None
     meter_start: float = 0.0
     tokens_start: int = 0
+    calls: CallLedger | None = None  # this episode's model calls: the cap, and failures
+
+    @property
+    def model_failed(self) -> bool:
+        return self.calls is not None and self.calls.failed
 
     @property
     def task(self) -> TaskView:
@@ -81,7 +90,15 @@ class RunContext:
 
 
 def _attempt(state: EpisodeState) -> Attempt:
-    return Attempt(state.get("answer"), route=state.get("route"), reason=state.get("reason"))
+    return Attempt(state.get("answer"), route=state.get("route"), reason=state.get("reason"), feedback=state.get("feedback", ""))
+
+
+def _model_error(state: EpisodeState, ctx: RunContext) -> bool:
+    return bool(state.get("model_error")) or ctx.model_failed
+
+
+def _verdict_feedback(verdict: Validation) -> str:
+    return " ".join(part for part in (verdict.rationale, verdict.guidance) if part)[:1000]
 
 
 def _tool_steps(tool: Tool) -> list[dict[str, Any]]:
@@ -93,7 +110,7 @@ def node_retrieve(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str
     if ctx.memory is None:
         return {"hits": [], "plans": [], "notes": [], "started": time.time()}
     found = retrieve(ctx.memory, ctx.task, ctx.scope, ctx.settings.retrieve_k, ctx.student)
-    plans = fitting_plans(ctx.student, ctx.task, found)
+    plans = fitting_plans(ctx.student, ctx.task, found, min_score=ctx.settings.plan_min_score)[: ctx.settings.max_plans]
     return {
         "hits": [r.to_dict() for r in found],
         "plans": [{"id": r.id, "plan": r.plan, "uses": r.uses, "mean_reward": r.mean_reward} for r in plans],
@@ -137,8 +154,14 @@ def node_student(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
             used = candidate["id"] if candidate else None
             index += offset
             break
+        if ctx.model_failed:  # not the plan's fault: the model failed; stop here and teach nothing
+            index += len(candidates)
+            break
         if candidate:
             failed.append([candidate["id"], 0.0])  # the plan led nowhere on this task
+        if tool.left <= 0:  # the next plan would have no query left to run
+            index += len(candidates)
+            break
     else:
         index += len(candidates)
     return {
@@ -152,15 +175,20 @@ def node_student(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
         "attempts": state.get("attempts", 0) + 1,
         "solved_by": "student",
         "steps": _tool_steps(tool),
+        "model_error": _model_error(state, ctx),
     }
 
 
 def node_validate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Paired and coach lanes: the teacher checks the answer from evidence (its own queries included)."""
     ctx = runtime.context
-    tool = Tool(ctx.episode, "teacher", 3)
+    tool = Tool(ctx.episode, "teacher", ctx.settings.validation_steps)
     verdict = ctx.teacher.validate(ctx.task, _attempt(state), tool)
     guidance = [*state.get("guidance", []), verdict.guidance] if verdict.guidance else state.get("guidance", [])
-    update: dict[str, Any] = {"validated": verdict.ok, "judgment": 1.0 if verdict.ok else 0.0, "guidance": guidance, "steps": _tool_steps(tool)}
+    update: dict[str, Any] = {
+        "validated": verdict.ok, "judgment": 1.0 if verdict.ok else 0.0, "guidance": guidance, "feedback": _verdict_feedback(verdict),
+        "steps": _tool_steps(tool), "model_error": _model_error(state, ctx),
+    }
     if not verdict.ok:  # the plan that produced a rejected answer failed on this task
         update["tried"] = [[pamphlet, 0.0] for pamphlet in state.get("used", [])]
         update["used"] = []
@@ -168,10 +196,13 @@ def node_validate(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str
 
 
 def node_teacher(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """Escalation (or takeover after failed retries): the teacher investigates itself."""
+    """Escalation (or takeover after failed retries): the teacher investigates, and its answer is then
+    judged from evidence like any other (never taken as right because the teacher gave it)."""
     ctx = runtime.context
     tool = Tool(ctx.episode, "teacher", ctx.settings.teacher_steps)
     attempt = ctx.teacher.solve(ctx.task, tool, state.get("notes", []))
+    check = Tool(ctx.episode, "teacher", ctx.settings.validation_steps)
+    verdict = ctx.teacher.validate(ctx.task, attempt, check) if attempt.answer and not ctx.model_failed else None
     return {
         "answer": attempt.answer,
         "route": attempt.route,
@@ -179,17 +210,19 @@ def node_teacher(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
         "tokens": state.get("tokens", 0) + attempt.tokens,
         "used": [],
         "solved_by": "teacher",
-        "judgment": 1.0 if attempt.answer else 0.0,
-        "steps": _tool_steps(tool),
+        "judgment": 1.0 if verdict is not None and verdict.ok else 0.0,
+        "feedback": _verdict_feedback(verdict) if verdict is not None else (attempt.reason or ""),
+        "steps": _tool_steps(tool) + _tool_steps(check),
+        "model_error": _model_error(state, ctx),
     }
 
 
 def node_judge(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """Auto lane, learning from judgment: the teacher checks the student's answer (one cheap look)."""
+    """Auto lane, learning from judgment: the teacher checks the student's answer (a few cheap looks)."""
     ctx = runtime.context
-    tool = Tool(ctx.episode, "teacher", 3)
+    tool = Tool(ctx.episode, "teacher", ctx.settings.validation_steps)
     verdict = ctx.teacher.validate(ctx.task, _attempt(state), tool)
-    return {"judgment": 1.0 if verdict.ok else 0.0, "steps": _tool_steps(tool)}
+    return {"judgment": 1.0 if verdict.ok else 0.0, "feedback": _verdict_feedback(verdict), "steps": _tool_steps(tool), "model_error": _model_error(state, ctx)}
 
 
 def node_submit(state: EpisodeState) -> dict[str, Any]:
@@ -202,18 +235,33 @@ def node_score(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, A
     ctx = runtime.context
     score = ctx.episode.score(state.get("answer"), ())
     signal = score.reward if ctx.settings.signal == "reward" else state.get("judgment")
+    if _model_error(state, ctx):
+        signal = None  # the outcome says nothing about plans or lanes
     student_q = sum(1 for s in state.get("steps", []) if s["actor"] == "student")
     teacher_q = sum(1 for s in state.get("steps", []) if s["actor"] == "teacher")
     llm_dollars = (ctx.meter.totals().cost_usd - ctx.meter_start) if ctx.meter else 0.0
     tokens = (ctx.meter.totals().total_tokens - ctx.tokens_start) if ctx.meter else state.get("tokens", 0)
     cost = student_q * ctx.settings.student_query_usd + teacher_q * ctx.settings.teacher_query_usd + llm_dollars
-    return {"reward": score.reward, "success": score.success, "signal": signal, "cost": cost, "tokens": tokens}
+    return {"reward": score.reward, "success": score.success, "signal": signal, "cost": cost, "tokens": tokens, "model_error": _model_error(state, ctx)}
 
 
 def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Write what the episode taught: uses of the plans tried, a lesson, pruning. An episode whose model
+    failed teaches nothing (its outcome says nothing about the plans or the lesson)."""
     ctx = runtime.context
-    if ctx.memory is None or not ctx.learn:
-        return {"written": [], "merged": [], "rejected": [], "pruned": []}
+    nothing: dict[str, Any] = {"written": [], "merged": [], "rejected": [], "pruned": []}
+    if ctx.memory is None or not ctx.learn or _model_error(state, ctx):
+        return {**nothing, "model_error": _model_error(state, ctx)}
+    lesson = None
+    if state.get("signal") is not None:
+        try:
+            lesson = ctx.teacher.distil(ctx.task, _attempt(state), state["signal"])
+        except LLMConfigError:
+            raise
+        except LLMError:
+            lesson = None  # the ledger noted the failure
+        if ctx.model_failed:
+            return {**nothing, "model_error": True}
     written, merged, rejected = [], [], []
     author = ctx.teacher.name
     for pamphlet, reward in state.get("tried", []):
@@ -221,7 +269,6 @@ def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
     if state.get("signal") is None:  # nothing was judged: nothing to learn from this episode
         pruned = prune(ctx.memory, [p for p, _ in state.get("tried", [])], ctx.settings, author)
         return {"written": [], "merged": [], "rejected": [], "pruned": pruned}
-    lesson = ctx.teacher.distil(ctx.task, _attempt(state), state["signal"])
     if lesson is not None:
         outcome = store_lesson(ctx.memory, lesson, ctx.episode, ctx.settings, state["episode_id"], author, ctx.scope)
         written += [outcome.written] if outcome.written else []
@@ -236,7 +283,7 @@ def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
 def node_record(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     seconds = time.time() - state.get("started", time.time())  # wall clock: survives a resume in another process
-    if not ctx.bandit.forced and state.get("signal") is not None:
+    if not ctx.bandit.forced and state.get("signal") is not None and not state.get("model_error"):
         ctx.bandit.update(state["context"], state["lane"], state["signal"], state["cost"])
     return {"seconds": seconds}
 

@@ -33,10 +33,11 @@ def retrieve(store: MemoryStore, task: TaskView, scope: Sequence[str], k: int, s
     ]
 
 
-def fitting_plans(student: Student, task: TaskView, retrieved: Sequence[Retrieved], untested: float = 0.6) -> list[Retrieved]:
-    """Plans the student can run on this task, best track record first (an untested plan counts as
-    `untested`); among equals the shorter one (a question asks for the nearest alert), then the most used."""
-    fitting = [r for r in retrieved if r.plan is not None and student.plan_fits(task, r.plan)]
+def fitting_plans(student: Student, task: TaskView, retrieved: Sequence[Retrieved], untested: float = 0.6, min_score: float = -1.0) -> list[Retrieved]:
+    """Plans the student can run on this task and that are relevant enough (retrieval score at least
+    `min_score`), best track record first (an untested plan counts as `untested`); among equals the
+    shorter one (a question asks for the nearest alert), then the most used."""
+    fitting = [r for r in retrieved if r.plan is not None and r.score >= min_score and student.plan_fits(task, r.plan)]
 
     def rank(r: Retrieved) -> tuple:
         record = r.mean_reward if r.uses and r.mean_reward is not None else untested

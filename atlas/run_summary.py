@@ -16,6 +16,7 @@ def figures(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return sum(float(r[key]) for r in records) / n if n else 0.0
 
     lanes = Counter(r["lane"] for r in records)
+    judged = [r for r in records if r.get("judgment") is not None and not r.get("model_error")]
     return {
         "episodes": n,
         "success_rate": mean("success"),
@@ -24,6 +25,10 @@ def figures(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "tokens_per_task": mean("tokens"),
         "queries_per_task": sum(r["queries"]["student"] + r["queries"]["teacher"] for r in records) / n if n else 0.0,
         "lane_mix": {lane: lanes[lane] / n for lane in sorted(lanes)} if n else {},
+        "model_errors": sum(bool(r.get("model_error")) for r in records),
+        # how often the teacher's judgment (no ground truth) agreed with the grader's verdict, where both exist
+        "judge_agreement": sum((r["judgment"] >= 0.5) == bool(r["success"]) for r in judged) / len(judged) if judged else None,
+        "judged": len(judged),
     }
 
 

@@ -15,6 +15,7 @@ from atlas.agents.base import Episode, Student, Teacher
 from atlas.config import AgentSettings
 from atlas.errors import AtlasError
 from atlas.graph import RunContext, build_graph
+from atlas.llm.ledger import CallLedger
 from atlas.llm.meter import Meter
 from atlas.run_summary import summarize
 from memory.store import MemoryStore
@@ -89,6 +90,7 @@ def run_episodes(
 
     `should_stop` is asked before each episode (e.g. after a Ctrl-C): the run then ends cleanly with
     RunStopped, every finished episode saved, and continues later with `resume=True`."""
+    protocol = preflight_agents(student, teacher)  # a model that cannot answer stops the run here, before any write
     out.mkdir(parents=True, exist_ok=True)
     episodes_path = out / EPISODES_FILE
     done = read_records(episodes_path)
@@ -99,7 +101,7 @@ def run_episodes(
     for record in done:  # replay the lane choices too, so the bandit's random stream continues exactly
         if not bandit.forced:
             bandit.choose(record["context"])
-            if record["signal"] is not None:
+            if record["signal"] is not None and not record.get("model_error"):
                 bandit.update(record["context"], record["lane"], record["signal"], record["cost"])
     finished = {r["episode"] for r in done}
     connection = sqlite3.connect(out / CHECKPOINTS_FILE, check_same_thread=False)
@@ -121,7 +123,10 @@ def run_episodes(
                     progress(record)
     finally:
         connection.close()
-    results = {"run": spec.name, "lane": spec.lane, "learn": spec.learn, "memory": spec.memory is not None, "seed": spec.seed, **spec.extra, **summarize(done), "bandit": bandit.to_dict()}
+    results = {
+        "run": spec.name, "lane": spec.lane, "learn": spec.learn, "memory": spec.memory is not None, "seed": spec.seed, **spec.extra,
+        **summarize(done), "bandit": bandit.to_dict(), **({"protocol": protocol} if protocol else {}),
+    }
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return results
 
@@ -129,10 +134,12 @@ def run_episodes(
 def _run_one(graph, item: EpisodeInput, index: int, episode_id: str, student, teacher, settings, spec: RunSpec, bandit, meter) -> dict[str, Any]:
     episode = item.make()
     totals = meter.totals() if meter else None
+    prompt_before = {model: t.prompt_tokens for model, t in totals.by_model.items()} if totals else {}
     context = RunContext(
         episode=episode, student=student, teacher=teacher, settings=settings, bandit=bandit, memory=spec.memory,
         scope=spec.scope, learn=spec.learn, meter=meter,
         meter_start=totals.cost_usd if totals else 0.0, tokens_start=totals.total_tokens if totals else 0,
+        calls=CallLedger(settings.max_llm_calls),
     )
     config = {"configurable": {"thread_id": episode_id}}
     snapshot = graph.get_state(config)
@@ -142,8 +149,11 @@ def _run_one(graph, item: EpisodeInput, index: int, episode_id: str, student, te
         # an episode cut off mid-way continues from its last checkpoint; a new one starts from the top;
         # "sync": each checkpoint is on disk before the next node runs (no writer thread left on Ctrl-C)
         payload = None if snapshot.next else {"episode_id": episode_id, "task_id": item.task_id, "steps": []}
-        state = graph.invoke(payload, config, context=context, durability="sync")
+        with context.calls.active():  # type: ignore[union-attr]
+            state = graph.invoke(payload, config, context=context, durability="sync")
     steps = state.get("steps", [])
+    after = meter.totals().by_model if meter else {}
+    prompt_tokens = {model: t.prompt_tokens - prompt_before.get(model, 0) for model, t in after.items() if t.prompt_tokens > prompt_before.get(model, 0)}
     return {
         "episode": episode_id,
         "index": index,
@@ -154,9 +164,15 @@ def _run_one(graph, item: EpisodeInput, index: int, episode_id: str, student, te
         "solved_by": state.get("solved_by"),
         "attempts": state.get("attempts", 0),
         "answer": state.get("answer"),
+        "reason": state.get("reason"),  # why there is no answer (a model error says which)
         "success": bool(state["success"]),
         "reward": state["reward"],
         "signal": state["signal"],
+        "judgment": state.get("judgment"),
+        "model_error": bool(state.get("model_error")),
+        "llm_calls": context.calls.calls if context.calls is not None else 0,
+        "prompt_tokens": prompt_tokens,  # per model, this episode
+        "replies": (state.get("route") or {}).get("replies"),  # LLM agents: valid actions, invalid replies, cut-off ones
         "tokens": state.get("tokens", 0),
         "queries": {"student": sum(s["actor"] == "student" for s in steps), "teacher": sum(s["actor"] == "teacher" for s in steps)},
         "cost": state["cost"],
@@ -168,6 +184,17 @@ def _run_one(graph, item: EpisodeInput, index: int, episode_id: str, student, te
         "pamphlets_pruned": state.get("pruned", []),
         "retrieved": [h["id"] for h in state.get("hits", [])],
     }
+
+
+def preflight_agents(*agents: Student | Teacher) -> dict[str, dict[str, str]]:
+    """Each LLM agent's model answers (or the run stops with a configuration error); returns how each is spoken to."""
+    protocol: dict[str, dict[str, str]] = {}
+    for role, agent in zip(("student", "teacher"), agents):
+        check = getattr(agent, "preflight", None)
+        if check is not None:
+            check()
+            protocol[role] = agent.protocol  # type: ignore[union-attr]
+    return protocol
 
 
 def _check_same_run(out: Path, spec: RunSpec, student: Student, teacher: Teacher, settings: AgentSettings, resuming: bool) -> None:

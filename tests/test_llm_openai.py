@@ -21,10 +21,12 @@ def test_completion_and_metering(openai_server, openai_settings):
     assert sent["model"] == "gpt-4o-mini" and sent["max_tokens"] == 256 and sent["temperature"] == 0.0
 
 
-def test_reasoning_models_get_max_completion_tokens(openai_server, openai_settings):
+def test_reasoning_models_get_room_to_think(openai_server, openai_settings):
+    """The cap of a reasoning model covers its hidden reasoning: the reply's cap plus openai.reasoning_tokens."""
     make_llm("openai:gpt-5-mini", openai_settings).chat("hi", max_tokens=12)
     sent = openai_server.requests[-1]
-    assert sent["max_completion_tokens"] == 12 and "temperature" not in sent and "max_tokens" not in sent
+    allowance = openai_settings.openai.reasoning_tokens
+    assert sent["max_completion_tokens"] == 12 + allowance and "temperature" not in sent and "max_tokens" not in sent
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])

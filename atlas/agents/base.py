@@ -98,9 +98,12 @@ class Attempt:
     """One agent's try at a task: its answer (None = gave up) and what it learned about the route."""
 
     answer: str | None
-    route: dict[str, Any] | None = None  # how the answer was reached, free of values; input to distillation
+    # how the answer was reached: for validation and distillation (LLM agents add "trace", the queries with
+    # compacted results); never written to memory as is
+    route: dict[str, Any] | None = None
     reason: str | None = None  # why there is no answer
     tokens: int = 0
+    feedback: str = ""  # the reviewer's rationale and guidance on this answer, for distillation
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class Review:
 class Validation:
     ok: bool
     guidance: str = ""
+    rationale: str = ""  # the evidence the verdict rests on
 
 
 @dataclass(frozen=True)

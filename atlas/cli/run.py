@@ -21,6 +21,7 @@ from atlas.config import AtlasSettings
 from atlas.errors import AtlasError
 
 AGENT_KINDS = ("procedural", "llm")
+LLM_BENCH_EPISODES = 30  # default questions per arm for `bench atlas --agents llm`: five arms of real model calls add up
 DEMO_INCIDENTS = 10  # two per attack template, so what is learned on one incident can transfer to another
 LANE_CHOICES = ("adaptive", "auto", "paired", "coach", "escalate")
 
@@ -36,10 +37,13 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
         from atlas.llm import make_llm
         from benchmarks.investigation.tables import schema_summary
 
+        from atlas.runner import preflight_agents
+
         schema = schema_summary()
-        repairs = settings.agents.json_repairs
-        student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, repairs=repairs)
-        teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, repairs=repairs)
+        student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, settings.agents)
+        teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, settings.agents)
+        for role, how in preflight_agents(student, teacher).items():  # before any memory is opened or written
+            err_console.print(f"{role}: {how['model']} ({how['mode']} mode, {how['decided_by']})", highlight=False)
         return student, teacher
     raise AtlasError(f"unknown --agents {kind!r}; choose one of {', '.join(AGENT_KINDS)}")
 
@@ -149,6 +153,16 @@ def run_command(
     plot_arms({spec.name: records}, out / "success_cost.png")
     plot_lane_mix(records, out / "lane_mix.png")
     _print_summary(results, time.perf_counter() - started, out)
+    _fail_if_all_model_errors(results)
+
+
+def _fail_if_all_model_errors(results: dict) -> None:
+    failed, total = results.get("model_errors", 0), results.get("episodes", 0)
+    if failed:
+        err_console.print(f"[yellow]{failed} of {total} episodes failed on a model error[/] and taught nothing (see episodes.jsonl)", highlight=False)
+    if total and failed == total:
+        err_console.print("[red]error:[/] every episode failed on a model error; check the endpoint (`atlas doctor`)", highlight=False)
+        raise typer.Exit(1)
 
 
 def _print_summary(results: dict, seconds: float, out: Path) -> None:
@@ -160,6 +174,10 @@ def _print_summary(results: dict, seconds: float, out: Path) -> None:
         lanes = ", ".join(f"{k} {v:.0%}" for k, v in figures["lane_mix"].items())
         table.add_row(name, f"{figures['success_rate']:.3f}", f"{figures['mean_reward']:.3f}", f"{figures['cost_per_task']:.4f}", f"{figures['queries_per_task']:.1f}", f"{figures['tokens_per_task']:.0f}", lanes)
     console.print(table)
+    if results.get("judge_agreement") is not None:
+        console.print(f"teacher judgments agreed with the grader on {results['judge_agreement']:.1%} of {results['judged']} judged episodes")
+    for role, how in results.get("protocol", {}).items():
+        console.print(f"{role}: {how['model']} spoken to in {how['mode']} mode ({how['decided_by']})", highlight=False)
     console.print(f"wrote {out}/episodes.jsonl, results.json, success_cost.png, lane_mix.png")
 
 
@@ -178,6 +196,9 @@ def bench_atlas_command(
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted bench in --out"),
 ) -> None:
     """Five arms on the same questions: student_only, teacher_only, atlas_no_memory, atlas, atlas_frozen_transfer."""
+    if agents == "llm" and episodes is None:
+        episodes = LLM_BENCH_EPISODES
+        err_console.print(f"--agents llm: {episodes} training questions per arm (give --episodes N for more)", highlight=False)
     results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume)
     print_arms(results, out)
 
@@ -262,3 +283,80 @@ def _count(path: Path) -> int:
     with sqlite3.connect(path) as connection:
         return int(connection.execute("SELECT count(*) FROM pamphlets WHERE deleted = 0").fetchone()[0])
 
+
+
+def bench_standin_command(
+    ctx: typer.Context,
+    world: Path | None = typer.Option(None, "--world", help="a generated world (default: the demo's small world, generated once)"),
+    episodes: int = typer.Option(30, "--episodes", min=1, help="questions to run"),
+    seed: int = typer.Option(0, "--seed"),
+    latency: float = typer.Option(0.0, "--latency", min=0.0, help="seconds the fake server waits per call"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, report.md, the run and its memory"),
+) -> None:
+    """The LLM agents' whole loop over HTTP against a capable stand-in model: budgets, calls, tokens, learning."""
+    from benchmarks.investigation.standin_bench import STUDENT_MODEL, TEACHER_MODEL, run_standin_bench
+
+    settings = state(ctx).settings
+    if out.exists() and any(out.iterdir()):
+        raise AtlasError(f"{out} is not empty; choose another --out")
+    world = world or _small_world(settings.home, seed)
+    with _progress_bar() as bar:
+        task = bar.add_task("episodes", total=episodes, status="")
+        results = run_standin_bench(world, out, settings, episodes=episodes, seed=seed, latency_s=latency,
+                                    progress=lambda r: bar.update(task, completed=r["index"] + 1, status=f"{r['lane']:<8} {'ok' if r['success'] else '--'}"))
+    table = Table(title=f"stand-in model over HTTP: {results['episodes']} episodes in {results['seconds']} s", box=None)
+    for column in ("prompt tokens", "student p50/max", "teacher p50/max"):
+        table.add_column(column, no_wrap=True)
+    for label, key in (("per call", "prompt_tokens_per_call"), ("per episode", "prompt_tokens_per_episode")):
+        s, t = results[key][STUDENT_MODEL], results[key][TEACHER_MODEL]
+        table.add_row(label, f"{s['p50']:.0f}/{s['max']:.0f}", f"{t['p50']:.0f}/{t['max']:.0f}")
+    console.print(table)
+    calls = results["llm_calls_per_episode"]
+    console.print(f"LLM calls per episode p50 {calls['p50']:.0f}, max {calls['max']:.0f} (cap {results['llm_call_cap']}); judge agreement {results['judge_agreement']}")
+    console.print("success by third: " + ", ".join(f"{k} {v['success_rate']:.3f}" for k, v in results["phases"].items()))
+    for name, met in results["targets"].items():
+        console.print(f"{'[green]met[/]' if met else '[yellow]n/a[/]' if met is None else '[red]not met[/]'}  {name}", highlight=False)
+    console.print(f"wrote {out}/results.json, report.md")
+
+
+def _small_world(home: Path, seed: int) -> Path:
+    from benchmarks.investigation.generate import MANIFEST_FILE, generate
+
+    world = home / "worlds" / f"small-seed{seed}-{DEMO_INCIDENTS}"
+    if not (world / MANIFEST_FILE).is_file():
+        console.print(f"generating a small world ({DEMO_INCIDENTS} incidents) into {world} ...")
+        generate(world, seed, "small", incidents=DEMO_INCIDENTS)
+    return world
+
+
+def bench_local_agent_command(
+    ctx: typer.Context,
+    world: Path | None = typer.Option(None, "--world", help="a generated world (default: the demo's small world)"),
+    episodes: int = typer.Option(6, "--episodes", min=1),
+    memory: Path | None = typer.Option(None, "--memory", help="a learned memory store for the with-memory arm (e.g. OUT/memory.sqlite of `bench standin`)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", "-o"),
+) -> None:
+    """The bundled local model as the LLM student, decoding under the action schema: valid actions, speed, success."""
+    from benchmarks.investigation.local_agent_bench import run_local_agent_bench
+
+    settings = state(ctx).settings
+    if memory is not None and not memory.is_file():
+        raise AtlasError(f"--memory {memory}: no such memory store")
+    world = world or _small_world(settings.home, seed)
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(arm: str, record: dict) -> None:
+            tasks.setdefault(arm, bar.add_task(arm, total=episodes, status=""))
+            bar.update(tasks[arm], completed=record["index"] + 1, status="ok" if record["success"] else "--")
+
+        results = run_local_agent_bench(world, out, settings, episodes=episodes, seed=seed, memory=memory, progress=tick)
+    table = Table(title=f"{results['model']} as the LLM student ({results['decoding']})", box=None)
+    for column in ("arm", "episodes", "success", "valid actions", "s/step", "queries/task"):
+        table.add_column(column, no_wrap=True)
+    for name, arm in results["arms"].items():
+        rate = "n/a" if arm["valid_action_rate"] is None else f"{arm['valid_action_rate']:.1%}"
+        table.add_row(name, str(arm["episodes"]), f"{arm['success_rate']:.3f}", rate, f"{arm['seconds_per_step']:.1f}", f"{arm['queries_per_task']:.1f}")
+    console.print(table)
+    console.print(f"wrote {out}/results.json")

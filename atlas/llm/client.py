@@ -6,9 +6,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from atlas.errors import LLMConfigError
+from atlas.errors import LLMConfigError, LLMError
 from atlas.llm.backend import Backend
 from atlas.llm.cache import ResponseCache, cache_key
+from atlas.llm.ledger import current_ledger
 from atlas.llm.meter import CallRecord, Meter, PriceTable
 from atlas.llm.types import (
     Completion,
@@ -17,6 +18,7 @@ from atlas.llm.types import (
     LabelScores,
     MessagesLike,
     TokenLogprob,
+    ToolCall,
     Usage,
     as_messages,
 )
@@ -45,19 +47,39 @@ class LLMClient:
     def supports_label_scores(self) -> bool:
         return bool(getattr(self.backend, "can_score_labels", False))
 
+    @property
+    def capabilities(self):
+        """What the endpoint offers beyond plain text (native tool calls, JSON-schema outputs)."""
+        from atlas.llm.capabilities import capabilities_of
+
+        return capabilities_of(self)
+
     def chat(self, messages: MessagesLike, **params: object) -> Completion:
-        """One chat completion. ``params`` are GenerationParams fields (max_tokens, temperature, ...)."""
+        """One chat completion. ``params`` are GenerationParams fields (max_tokens, temperature, tools, ...).
+
+        Inside an episode's call ledger the call counts against the episode's cap, and a failure
+        (after the backend's retries) is noted there, so that the episode can be marked as failed."""
         msgs = as_messages(messages)
         gen_params = GenerationParams.model_validate(params)
         key = None
         start = time.perf_counter()
         if self.cache is not None:
-            payload = {"messages": [m.model_dump() for m in msgs], "params": gen_params.model_dump()}
+            payload = {"messages": [m.model_dump() for m in msgs], "params": gen_params.model_dump(by_alias=True)}
             key = cache_key(self.model, "chat", payload)
             hit = self.cache.get(key)
             if hit is not None:
                 return self._finish(_generation_from_json(hit), start, cached=True)
-        generation = self.backend.generate(msgs, gen_params)
+        ledger = current_ledger()
+        if ledger is not None:
+            ledger.admit(self.model)
+        try:
+            generation = self.backend.generate(msgs, gen_params)
+        except LLMConfigError:
+            raise
+        except LLMError as error:
+            if ledger is not None:
+                ledger.record_failure(f"{self.model}: {error}")
+            raise
         if key is not None and self.cache is not None:
             self.cache.put(key, self.model, "chat", _generation_to_json(generation))
         return self._finish(generation, start, cached=False)
@@ -117,11 +139,14 @@ class LLMClient:
             logprobs=generation.logprobs,
             finish_reason=generation.finish_reason,
             cached=cached,
+            tool_calls=generation.tool_calls,
         )
 
 
 def _generation_to_json(generation: Generation) -> dict:
-    return asdict(generation)
+    data = asdict(generation)
+    data["tool_calls"] = [call.model_dump() for call in generation.tool_calls]
+    return data
 
 
 def _generation_from_json(data: dict) -> Generation:
@@ -131,4 +156,5 @@ def _generation_from_json(data: dict) -> Generation:
         usage=Usage(**data["usage"]),
         logprobs=[TokenLogprob(**lp) for lp in logprobs] if logprobs is not None else None,
         finish_reason=data.get("finish_reason"),
+        tool_calls=tuple(ToolCall(**call) for call in data.get("tool_calls") or ()),
     )

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atlas.config import LocalModelSettings
-from atlas.errors import LLMConfigError, LLMError
-from atlas.llm.types import ChatMessage, Generation, GenerationParams, TokenLogprob, Usage
+from atlas.errors import LLMConfigError, LLMContextOverflow, LLMError
+from atlas.llm.capabilities import Capabilities
+from atlas.llm.structured import SchemaDecoder, plain_messages, tool_choice_schema, tool_reply
+from atlas.llm.types import ChatMessage, Generation, GenerationParams, TokenLogprob, ToolCall, Usage
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,14 @@ def dequantized_smollm2(models_dir: Path) -> Path:
 
 
 class LocalBackend:
-    """Generation and batched next-token label scoring with a local causal LM."""
+    """Generation and batched next-token label scoring with a local causal LM.
+
+    Tool calls and JSON-schema outputs are decoded under the schema (outlines' logits processor), so
+    the reply is always valid JSON of the requested shape, however small the model."""
 
     is_local = True
     can_score_labels = True
+    capabilities = Capabilities(tools=True, json_schema=True, how="schema-guided decoding")
 
     def __init__(self, name: str, settings: LocalModelSettings, models_dir: Path) -> None:
         import torch
@@ -118,6 +124,11 @@ class LocalBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.load_seconds = time.perf_counter() - start
+        self._decoder = SchemaDecoder(model, self.tokenizer)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.settings.max_input_tokens
 
     def prompt_text(self, messages: list[ChatMessage]) -> str:
         """The exact text the model sees, chat template applied, assistant turn opened.
@@ -128,7 +139,7 @@ class LocalBackend:
         if messages[-1].role == "assistant":
             prefill, messages = messages[-1].content, messages[:-1]
         text = self.tokenizer.apply_chat_template(
-            [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
+            [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True, tokenize=False
         )
         return text + prefill
 
@@ -137,6 +148,8 @@ class LocalBackend:
 
     def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
         torch = self._torch
+        schema = tool_choice_schema(params) if params.tools else params.response_format.schema_ if params.response_format else None
+        messages = plain_messages(messages, params.tools)
         encoded = self.tokenizer(self.prompt_text(messages), return_tensors="pt", add_special_tokens=False)
         prompt_len = encoded["input_ids"].shape[1]
         self._check_length(prompt_len)
@@ -154,15 +167,21 @@ class LocalBackend:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.stop:
             options.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if schema is not None:
+            options["logits_processor"] = self._decoder.processor(schema)
         with torch.inference_mode():
             out = self._model.generate(**encoded, **options)
         new_ids = out.sequences[0, prompt_len:]
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         for stop in params.stop:
             text = text.split(stop)[0]
-        finish = "length" if len(new_ids) >= params.max_tokens else "stop"
+        finish = "length" if len(new_ids) >= params.max_tokens and new_ids[-1] != self.tokenizer.eos_token_id else "stop"
         logprobs = self._token_logprobs(new_ids, out.scores, params.top_logprobs) if want_logprobs else None
-        return Generation(text.strip(), Usage(prompt_len, int(len(new_ids))), logprobs, finish)
+        calls: tuple[ToolCall, ...] = ()
+        if params.tools and finish == "stop":
+            call = tool_reply(text.strip(), params, call_id=f"local_{prompt_len}_{len(new_ids)}")
+            calls, text = ((call,), "") if call is not None else ((), text)
+        return Generation(text.strip(), Usage(prompt_len, int(len(new_ids))), logprobs, finish, calls)
 
     def score_next_token(
         self, prompts: Sequence[list[ChatMessage]], labels: Sequence[str]
@@ -225,9 +244,10 @@ class LocalBackend:
 
     def _check_length(self, n_tokens: int) -> None:
         if n_tokens > self.settings.max_input_tokens:
-            raise LLMError(
+            raise LLMContextOverflow(
                 f"prompt has {n_tokens} tokens; the local model is set to accept at most "
-                f"{self.settings.max_input_tokens} (local.max_input_tokens in atlas.yaml)"
+                f"{self.settings.max_input_tokens} (local.max_input_tokens in atlas.yaml)",
+                self.settings.max_input_tokens,
             )
 
 

@@ -6,7 +6,7 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, field
 
-from atlas.config import AtlasSettings, Price
+from atlas.config import DEFAULT_PRICE_KEY, AtlasSettings, Price
 from atlas.llm.types import Usage
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,15 @@ class PriceTable:
             return self._settings.local.price
         price = self._settings.price_for(model)
         if price is None:
+            fallback = self._settings.prices[DEFAULT_PRICE_KEY]
             if model not in self._warned:
                 self._warned.add(model)
                 log.warning(
-                    "no price for model %r in the price table; using default_price. "
-                    "Add it under `prices:` in atlas.yaml to meter dollars.",
-                    model,
+                    "no price for model %r: metering it at prices.default ($%.2f in / $%.2f out per 1M tokens); "
+                    "add it under `prices:` in atlas.yaml to meter its real price",
+                    model, fallback.input_per_1m, fallback.output_per_1m,
                 )
-            return self._settings.default_price
+            return fallback
         return price
 
     def dollars(self, model: str, is_local: bool, usage: Usage) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -12,9 +14,9 @@ from typing import Any, TypeVar
 import openai
 
 from atlas.config import OpenAISettings
-from atlas.errors import LLMConfigError, LLMError, LLMResponseError
+from atlas.errors import LLMConfigError, LLMContextOverflow, LLMError, LLMRejected, LLMResponseError
 from atlas.llm.scripted import count_tokens
-from atlas.llm.types import ChatMessage, Generation, GenerationParams, TokenLogprob, Usage
+from atlas.llm.types import ChatMessage, Generation, GenerationParams, TokenLogprob, ToolCall, Usage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,6 +31,13 @@ RETRYABLE = (
 # Reasoning models take max_completion_tokens and only the default temperature.
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 MAX_RETRY_AFTER_S = 30.0
+# How servers say that a prompt is too long: OpenAI's error code, vLLM's, llama.cpp's and Ollama's wording.
+CONTEXT_OVERFLOW = re.compile(
+    r"context_length_exceeded|maximum context length|context length|exceeds? the (available )?context|context size|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+REQUEST_INVALID = re.compile(r"validation error|literal_error|unrecognized request argument|extra_forbidden", re.IGNORECASE)
+CONTEXT_SIZE = re.compile(r"(?:maximum context length is|context size of|n_ctx(?:_slot)?\s*[=:]?|context window of)\s*(\d+)", re.IGNORECASE)
 
 
 class OpenAIBackend:
@@ -51,10 +60,18 @@ class OpenAIBackend:
             timeout=settings.timeout_s,
             max_retries=0,  # retries are ours: bounded, logged, and applied to malformed replies too
         )
+        self._jitter = random.Random()  # retry timing only; never affects a result
+        # how this server takes a JSON schema: OpenAI's `json_schema`, or `json_object` with a `schema` (llama.cpp)
+        self.schema_form = "json_schema"
+
+    @property
+    def reasoning(self) -> bool:
+        """Reasoning models spend completion tokens thinking before they answer."""
+        return self.model.startswith(REASONING_PREFIXES)
 
     def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
         request = self._request(messages, params)
-        return self._with_retries(lambda: self._parse(self._client.chat.completions.create(**request), messages))
+        return self._with_retries(lambda timeout: self._parse(self._client.chat.completions.create(**request, timeout=timeout), messages))
 
     def score_next_token(
         self, prompts: Sequence[list[ChatMessage]], labels: Sequence[str]
@@ -71,17 +88,17 @@ class OpenAIBackend:
 
     def list_models(self) -> list[str]:
         """Model ids the endpoint offers (used by `atlas doctor`)."""
-        page = self._with_retries(lambda: self._client.models.list())
+        page = self._with_retries(lambda timeout: self._client.models.list(timeout=timeout))
         return [m.id for m in page.data]
 
     def _request(self, messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
-            "messages": [m.model_dump() for m in messages],
+            "messages": [m.to_openai() for m in messages],
             "seed": params.seed,
         }
-        if self.model.startswith(REASONING_PREFIXES):
-            request["max_completion_tokens"] = params.max_tokens
+        if self.reasoning:  # the cap covers hidden reasoning too: leave room for it
+            request["max_completion_tokens"] = params.max_tokens + self.settings.reasoning_tokens
         else:
             request["max_tokens"] = params.max_tokens
             request["temperature"] = params.temperature
@@ -91,13 +108,25 @@ class OpenAIBackend:
             request["logprobs"] = True
             if params.top_logprobs:
                 request["top_logprobs"] = params.top_logprobs
+        if params.tools:
+            request["tools"] = [tool.to_openai() for tool in params.tools]
+            choice = params.tool_choice
+            request["tool_choice"] = choice if choice in ("auto", "required", "none") else {"type": "function", "function": {"name": choice}}
+        if params.response_format is not None:
+            fmt = params.response_format
+            request["response_format"] = fmt.to_openai() if self.schema_form == "json_schema" else {"type": "json_object", "schema": fmt.schema_}
         return request
 
-    def _with_retries(self, call: Callable[[], T]) -> T:
+    def _with_retries(self, call: Callable[[float], T]) -> T:
+        """Bounded retries with capped, jittered backoff, all within one overall deadline."""
         attempts = self.settings.max_retries + 1
+        deadline = time.monotonic() + self.settings.deadline_s
         for attempt in range(attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LLMError(f"{self.base_url} did not answer within the {self.settings.deadline_s:g} s deadline (openai.deadline_s) after {attempt} attempts")
             try:
-                return call()
+                return call(min(self.settings.timeout_s, remaining))
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise LLMConfigError(
                     f"{self.base_url} refused the API key (HTTP {exc.status_code}): "
@@ -112,6 +141,12 @@ class OpenAIBackend:
                 if attempt + 1 == attempts:
                     raise error from None
                 delay = self._delay(attempt, exc)
+            except openai.InternalServerError as exc:
+                if REQUEST_INVALID.search(str(exc)):  # some servers answer a malformed request with 500
+                    raise LLMRejected(f"{self.base_url} rejected the request (HTTP {exc.status_code}): {_short(exc)}") from None
+                if attempt + 1 == attempts:
+                    raise LLMError(f"{self.base_url} failed after {attempts} attempts: {type(exc).__name__}: {_short(exc)}") from None
+                delay = self._delay(attempt, exc)
             except RETRYABLE as exc:
                 if attempt + 1 == attempts:
                     raise LLMError(
@@ -119,13 +154,27 @@ class OpenAIBackend:
                     ) from None
                 delay = self._delay(attempt, exc)
             except openai.APIStatusError as exc:
-                raise LLMError(f"{self.base_url} rejected the request (HTTP {exc.status_code}): {_short(exc)}") from None
+                if exc.status_code in (400, 413) and CONTEXT_OVERFLOW.search(str(exc)):
+                    size = CONTEXT_SIZE.search(str(exc))
+                    raise LLMContextOverflow(
+                        f"{self.base_url}: the prompt does not fit {self.model}'s context window: {_short(exc)}", int(size.group(1)) if size else None
+                    ) from None
+                if 400 <= exc.status_code < 500:
+                    raise LLMRejected(f"{self.base_url} rejected the request (HTTP {exc.status_code}): {_short(exc)}") from None
+                raise LLMError(f"{self.base_url} failed (HTTP {exc.status_code}): {_short(exc)}") from None
+            if time.monotonic() + delay >= deadline:
+                raise LLMError(
+                    f"{self.base_url} did not answer within the {self.settings.deadline_s:g} s deadline "
+                    f"(openai.deadline_s) after {attempt + 1} attempts"
+                ) from None
             log.warning("retrying %s in %.2fs (attempt %d of %d)", self.base_url, delay, attempt + 2, attempts)
             time.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _delay(self, attempt: int, exc: Exception) -> float:
-        delay = self.settings.backoff_s * (2**attempt)
+        """Exponential, capped at backoff_max_s, with full jitter in its upper half; Retry-After wins when longer."""
+        base = min(self.settings.backoff_s * (2**attempt), self.settings.backoff_max_s)
+        delay = base * (0.5 + 0.5 * self._jitter.random())
         response = getattr(exc, "response", None)
         retry_after = response.headers.get("retry-after") if response is not None else None
         if retry_after:
@@ -141,6 +190,11 @@ class OpenAIBackend:
             raise LLMResponseError(f"malformed response from {self.base_url}: no choices in {str(response)[:200]!r}")
         choice = choices[0]
         text = choice.message.content or ""
+        calls = tuple(
+            ToolCall(id=call.id or f"call_{n}", name=call.function.name, arguments=call.function.arguments or "{}")
+            for n, call in enumerate(getattr(choice.message, "tool_calls", None) or [])
+            if getattr(call, "function", None) is not None and call.function.name
+        )
         usage = getattr(response, "usage", None)
         if usage is not None and usage.prompt_tokens is not None:
             tokens = Usage(usage.prompt_tokens, usage.completion_tokens or 0)
@@ -148,7 +202,7 @@ class OpenAIBackend:
             # Some compatible servers omit usage; meter an estimate rather than nothing.
             log.warning("%s returned no token usage; metering a whitespace estimate", self.base_url)
             tokens = Usage(sum(count_tokens(m.content) for m in messages), count_tokens(text))
-        return Generation(text, tokens, _parse_logprobs(choice), choice.finish_reason)
+        return Generation(text, tokens, _parse_logprobs(choice), choice.finish_reason, calls)
 
 
 def _parse_logprobs(choice: Any) -> list[TokenLogprob] | None:
