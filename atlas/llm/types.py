@@ -48,7 +48,8 @@ class ChatMessage(BaseModel):
         """The message as the Chat Completions API takes it."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
-            out["content"] = self.content or None
+            # an empty string, never null: llama.cpp's server refuses a null content and its templates read it
+            out["content"] = self.content
             out["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in self.tool_calls
             ]
