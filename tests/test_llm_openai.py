@@ -121,5 +121,8 @@ def test_label_scores_from_top_logprobs(openai_server, openai_settings):
 
 def test_unknown_model_price_warns_and_uses_default(openai_server, openai_settings, caplog):
     completion = make_llm("openai:my-vllm-model", openai_settings).chat("hi")
-    assert completion.cost_usd == 0.0
+    default = openai_settings.prices["default"]
+    expected = (completion.usage.prompt_tokens * default.input_per_1m
+                + completion.usage.completion_tokens * default.output_per_1m) / 1e6
+    assert completion.cost_usd == pytest.approx(expected) and completion.cost_usd > 0
     assert "no price for model 'my-vllm-model'" in caplog.text
