@@ -197,7 +197,7 @@ def test_annotations_must_cover_the_stream(tmp_path: Path) -> None:
 
 
 def test_shipped_annotations_cover_the_seeded_imdb_stream() -> None:
-    from atlas.cascade_run import annotation_path
+    from benchmarks.cascade.run import annotation_path
 
     answerer = AnnotationAnswerer(annotation_path("imdb-local-5000.jsonl"), 2)
     ids = [i.id for i in load_stream("imdb", 5000, 0).items]

@@ -68,7 +68,7 @@ def annotate(
 
 def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, budget: float | None, budget_window: int | None,
              threshold: float, levels: str, seed: int, batch: int):
-    from atlas.cascade_run import POLICIES, CascadeOptions
+    from benchmarks.cascade.run import POLICIES, CascadeOptions
 
     if policy not in POLICIES:
         raise typer.BadParameter(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}", param_hint="--policy")
@@ -102,7 +102,7 @@ def run_command(
     out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, items.jsonl and plots"),
 ) -> None:
     """Answer a stream with an online cascade; write results.json, per-item JSONL and plots."""
-    from atlas.cascade_run import run_cascade
+    from benchmarks.cascade.run import run_cascade
 
     options = _options(stream, limit, llm, policy, mu, budget, budget_window, threshold, levels, seed, batch)
     with Progress(TextColumn("cascade"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
@@ -127,7 +127,7 @@ def sweep(
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """The accuracy-cost frontier of the ocl policy over mu, with its plot; marks where it matches LLM-only accuracy."""
-    from atlas.cascade_run import run_cascade
+    from benchmarks.cascade.run import run_cascade
 
     try:
         values = [float(x) for x in mu.split(",") if x.strip()]
