@@ -140,3 +140,17 @@ def test_notice_when_the_index_is_rebuilt(store):
     index.unlink()
     result = atlas_process("memory", "list", "--store", str(store))
     assert result.returncode == 0 and "missing; rebuilt" in result.stderr
+
+
+def test_markup_in_pamphlet_text_is_printed_as_text(tmp_path):
+    """Pamphlet text is data: rich markup in it ([/], [red]) is shown literally, never interpreted."""
+    path = tmp_path / "mem.sqlite"
+    texts = ["close with [/]", "[red]not red[/red] and [bold]"]
+    for text in texts:
+        assert atlas("add", text, "--tag", "[x]", "--embedder", "hash:64", store=path).exit_code == 0
+    for command in (("list",), ("show", "1"), ("show", "2"), ("history", "1"), ("search", "close with")):
+        result = atlas(*command, store=path)
+        assert result.exit_code == 0, (command, result.output)
+    listed = atlas("list", store=path).output
+    assert "[/]" in listed and "[red]not red[/red]" in listed and "[x]" in listed
+    assert "close with [/]" in atlas("show", "1", store=path).output

@@ -62,7 +62,7 @@ def generate(
     if as_json:
         print_json({**manifest, "seconds": round(seconds, 2), "out": str(out)})
         return
-    console.print(f"[green]world written[/] to {out} in {seconds:.1f} s: {manifest['total_rows']:,} rows in {manifest['tables']} tables, "
+    console.print(f"[green]world written[/] to {escape(str(out))} in {seconds:.1f} s: {manifest['total_rows']:,} rows in {manifest['tables']} tables, "
                   f"{len(manifest['incidents'])} attack incidents, {manifest['questions']['train']} train / {manifest['questions']['test']} test questions")
     console.print(f"difficulty (test): {manifest['difficulty_counts']['test']}; dropped: {manifest['dropped']}")
 
@@ -325,7 +325,7 @@ def export_excytin(
         raise typer.BadParameter(f"unknown split {split!r}; choose train or test", param_hint="--split")
     chosen = [q for q in read_questions(folder / "questions.jsonl") if (split is None or q.split == split) and (incident is None or q.incident == incident)]
     count = write_excytin_questions(chosen, out)
-    console.print(f"wrote {count} questions to {out}")
+    console.print(f"wrote {count} questions to {escape(str(out))}")
 
 
 @soc_app.command()

@@ -6,8 +6,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from atlas.cli.common import console, err_console, state
@@ -45,6 +46,8 @@ def annotate(
     meter = Meter()
     client = make_llm(llm, settings, meter=meter)
     classifier = ZeroShotClassifier(client, SENTIMENT_PROMPT)
+    import numpy as np
+
     if done:  # batch calibration is a running mean over the stream so far: restore it
         raw_done = np.array([d["raw"] for d in done])
         classifier.label_sum_, classifier.n_seen_ = raw_done.sum(axis=0), len(done)
@@ -63,7 +66,7 @@ def annotate(
             bar.update(task, advance=len(chunk))
     seconds = time.perf_counter() - started
     totals = meter.totals()
-    console.print(f"recorded {len(todo)} answers ({len(items)} in {out}) in {seconds:.0f} s: {len(todo) / max(seconds, 1e-9):.2f} items/s, {totals.prompt_tokens:,} prompt tokens, ${totals.cost_usd:.4f}")
+    console.print(f"recorded {len(todo)} answers ({len(items)} in {escape(str(out))}) in {seconds:.0f} s: {len(todo) / max(seconds, 1e-9):.2f} items/s, {totals.prompt_tokens:,} prompt tokens, ${totals.cost_usd:.4f}")
 
 
 def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, budget: float | None, budget_window: int | None,
@@ -112,7 +115,7 @@ def run_command(
     for key in shown:
         value = results[key]
         console.print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}", highlight=False)
-    console.print(f"wrote {out}/results.json, items.jsonl, llm_rate.png, level_shares.png")
+    console.print(f"wrote {escape(str(out))}/results.json, items.jsonl, llm_rate.png, level_shares.png")
 
 
 @cascade_app.command()
@@ -146,7 +149,7 @@ def sweep(
     out.mkdir(parents=True, exist_ok=True)
     (out / "frontier.json").write_text(json.dumps(frontier, indent=2) + "\n", encoding="utf-8")
     _plot_frontier(points, llm_accuracy, cheapest, out / "frontier.png")
-    console.print(f"wrote {out}/frontier.json and frontier.png" + ("" if cheapest else "; no mu reaches LLM-only accuracy within 1 point"))
+    console.print(f"wrote {escape(str(out))}/frontier.json and frontier.png" + ("" if cheapest else "; no mu reaches LLM-only accuracy within 1 point"))
 
 
 def _plot_frontier(points, llm_accuracy, cheapest, path: Path) -> None:

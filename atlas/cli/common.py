@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from atlas.config import AtlasSettings, load_settings
+if TYPE_CHECKING:  # settings load on first use, so `atlas --help` does not build the settings models
+    from atlas.config import AtlasSettings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,6 +25,8 @@ class CliState:
     @property
     def settings(self) -> AtlasSettings:
         if self._settings is None:
+            from atlas.config import load_settings
+
             self._settings = load_settings(self.config_file)
         return self._settings
 

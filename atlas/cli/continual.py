@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -45,7 +46,7 @@ def run_command(
         results = run_comparison(options, out, cache_dir, on_task=lambda: bar.update(job, advance=1, description="tasks trained"),
                                  on_encode=encoding)
     _print_table(results)
-    console.print(f"wrote {out}/results.json, report.md, runs.jsonl, acc_matrices.png and one acc_matrix-NAME.png per learner")
+    console.print(f"wrote {escape(str(out))}/results.json, report.md, runs.jsonl, acc_matrices.png and one acc_matrix-NAME.png per learner")
 
 
 def _print_table(results: dict) -> None:

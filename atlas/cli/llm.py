@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -108,4 +109,4 @@ def bench(
     for mode, value in results["accuracy_by_calibration"].items():
         table.add_row(f"accuracy ({mode} calibration)", f"{value:.3f}")
     console.print(table)
-    console.print(f"wrote {out / 'results.json'}")
+    console.print(f"wrote {escape(str(out / 'results.json'))}")

@@ -8,17 +8,20 @@ import shlex
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from atlas.cli.common import console, err_console, print_json, state, write_json
 from atlas.pamphlet_input import EDITABLE, parse_json, parse_plan, parse_tags
 from memory.errors import MemoryStoreError
-from memory.schema import Pamphlet
-from memory.transfer import count_lines
+
+if TYPE_CHECKING:
+    from memory.schema import Pamphlet
+
 
 memory_app = typer.Typer(help="Query and edit the learning memory (pamphlets).", no_args_is_help=True)
 
@@ -37,7 +40,7 @@ def open_store(ctx: typer.Context, store: str | None, embedder: str | None = Non
     target = store or str(settings.home / "memory.sqlite")
     opened = MemoryStore.open(target, embedder=embedder, index_kind=index, index_dir=settings.home / "indexes", create=create)
     for notice in opened.notices:
-        err_console.print(f"[yellow]note:[/] {notice}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {escape(notice)}", highlight=False, soft_wrap=True)
     return opened
 
 
@@ -60,7 +63,7 @@ def _table(rows: list[Pamphlet], scores: list[float] | None = None, title: str =
     for n, p in enumerate(rows):
         text = p.text if len(p.text) <= 90 else p.text[:87] + "..."
         cells = [str(p.id)] + ([f"{scores[n]:.3f}"] if scores is not None else [])
-        cells += [p.audience, ", ".join(p.tags), text + (" [red](deleted)[/]" if p.deleted else ""), str(p.version)]
+        cells += [p.audience, escape(", ".join(p.tags)), escape(text) + (" [red](deleted)[/]" if p.deleted else ""), str(p.version)]
         table.add_row(*cells)
     return table
 
@@ -116,7 +119,7 @@ def show(ctx: typer.Context, pamphlet_id: int = typer.Argument(...), store: str 
         print_json({**_brief(pamphlet), "track_record": record.model_dump(mode="json")})
         return
     console.print(f"[bold]pamphlet {pamphlet.id}[/] v{pamphlet.version} ({pamphlet.audience})" + (" [red]deleted[/]" if pamphlet.deleted else ""))
-    console.print(pamphlet.text, highlight=False)
+    console.print(escape(pamphlet.text), highlight=False)
     for label, value in (
         ("tags", ", ".join(pamphlet.tags) or "-"),
         ("cue", pamphlet.cue or "-"),
@@ -126,7 +129,7 @@ def show(ctx: typer.Context, pamphlet_id: int = typer.Argument(...), store: str 
         ("created / updated", f"{pamphlet.created_at:%Y-%m-%d %H:%M} / {pamphlet.updated_at:%Y-%m-%d %H:%M}"),
         ("track record", f"{record.uses} uses, mean reward {record.mean_reward if record.mean_reward is not None else '-'}"),
     ):
-        console.print(f"[dim]{label}:[/] {value}", highlight=False)
+        console.print(f"[dim]{label}:[/] {escape(value)}", highlight=False)
 
 
 @memory_app.command()
@@ -260,7 +263,7 @@ def history(ctx: typer.Context, pamphlet_id: int = typer.Argument(...), store: s
     for column in ("v", "change", "by", "when", "text"):
         table.add_column(column)
     for v in versions:
-        table.add_row(str(v.version), v.change, v.changed_by, f"{v.changed_at:%Y-%m-%d %H:%M:%S}", str(v.snapshot.get("text", ""))[:80])
+        table.add_row(str(v.version), v.change, escape(v.changed_by), f"{v.changed_at:%Y-%m-%d %H:%M:%S}", escape(str(v.snapshot.get("text", ""))[:80]))
     console.print(table)
 
 
@@ -274,7 +277,7 @@ def export_(
     """Export pamphlets with history and uses to JSONL (lossless)."""
     with open_store(ctx, store, create=False) as memory:
         count = memory.export_jsonl(path, include_deleted=include_deleted)
-    console.print(f"exported {count} pamphlet(s) to {path}")
+    console.print(f"exported {count} pamphlet(s) to {escape(str(path))}")
 
 
 @memory_app.command("import")
@@ -287,6 +290,8 @@ def import_(
     as_json: bool = JsonOpt,
 ) -> None:
     """Import JSONL. Every line is validated first; a bad line means nothing is imported."""
+    from memory.transfer import count_lines
+
     with open_store(ctx, store, embedder) as memory:
         total = count_lines(path)
         with _progress("importing") as progress:
@@ -298,7 +303,7 @@ def import_(
         return
     console.print(f"imported {report.imported}, skipped {report.duplicates} duplicate(s) and {len(report.skipped_lines)} bad line(s)")
     for line, problem in report.skipped_lines[:20]:
-        err_console.print(f"  line {line}: {problem}", highlight=False)
+        err_console.print(f"  line {line}: {escape(str(problem))}", highlight=False)
     if report.renumbered:
         console.print(f"{len(report.renumbered)} id(s) were taken and got new ids: {report.renumbered}")
 
@@ -335,7 +340,7 @@ def stats(ctx: typer.Context, store: str | None = StoreOpt, as_json: bool = Json
     table.add_column("figure")
     table.add_column("value")
     for key, value in figures.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        table.add_row(key, escape(json.dumps(value) if isinstance(value, dict) else str(value)))
     console.print(table)
 
 
@@ -391,7 +396,7 @@ def bench(
         table.add_row(key, f"{results[key]:,.3f}")
     table.add_row("query_backend", results["query_backend"])
     console.print(table)
-    console.print(f"wrote {out / 'results.json'}")
+    console.print(f"wrote {escape(str(out / 'results.json'))}")
 
 
 @memory_app.command()

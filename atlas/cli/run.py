@@ -10,15 +10,18 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from atlas.cli.common import CliState, console, err_console, state
-from atlas.config import AtlasSettings
 from atlas.errors import AtlasError
+
+if TYPE_CHECKING:
+    from atlas.config import AtlasSettings
 
 AGENT_KINDS = ("procedural", "llm")
 LLM_BENCH_EPISODES = 30  # default questions per arm for `bench atlas --agents llm`: five arms of real model calls add up
@@ -43,7 +46,7 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
         student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, settings.agents)
         teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, settings.agents)
         for role, how in preflight_agents(student, teacher).items():  # before any memory is opened or written
-            err_console.print(f"{role}: {how['model']} ({how['mode']} mode, {how['decided_by']})", highlight=False)
+            err_console.print(f"{role}: {escape(str(how['model']))} ({how['mode']} mode, {how['decided_by']})", highlight=False)
         return student, teacher
     raise AtlasError(f"unknown --agents {kind!r}; choose one of {', '.join(AGENT_KINDS)}")
 
@@ -53,7 +56,7 @@ def open_memory(path: Path, settings: AtlasSettings, embedder: str | None, creat
 
     store = MemoryStore.open(str(path), embedder=embedder, index_dir=settings.home / "indexes", create=create)
     for notice in store.notices:
-        err_console.print(f"[yellow]note:[/] {notice}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {escape(str(notice))}", highlight=False, soft_wrap=True)
     return store
 
 
@@ -177,8 +180,8 @@ def _print_summary(results: dict, seconds: float, out: Path) -> None:
     if results.get("judge_agreement") is not None:
         console.print(f"teacher judgments agreed with the grader on {results['judge_agreement']:.1%} of {results['judged']} judged episodes")
     for role, how in results.get("protocol", {}).items():
-        console.print(f"{role}: {how['model']} spoken to in {how['mode']} mode ({how['decided_by']})", highlight=False)
-    console.print(f"wrote {out}/episodes.jsonl, results.json, success_cost.png, lane_mix.png")
+        console.print(f"{role}: {escape(str(how['model']))} spoken to in {how['mode']} mode ({how['decided_by']})", highlight=False)
+    console.print(f"wrote {escape(str(out))}/episodes.jsonl, results.json, success_cost.png, lane_mix.png")
 
 
 def bench_atlas_command(
@@ -248,7 +251,7 @@ def print_arms(results: dict, out: Path) -> None:
     console.print(table)
     for name, check in results["targets"].items():
         console.print(f"{'[green]met[/]' if check['met'] else '[red]not met[/]'}  {name}", highlight=False)
-    console.print(f"wrote {out}/results.json, report.md, success_cost.png, lane_mix.png, transfer.png")
+    console.print(f"wrote {escape(str(out))}/results.json, report.md, success_cost.png, lane_mix.png, transfer.png")
 
 
 def demo_command(ctx: typer.Context, seed: int = typer.Option(0, "--seed")) -> None:
@@ -260,10 +263,10 @@ def demo_command(ctx: typer.Context, seed: int = typer.Option(0, "--seed")) -> N
     world = home / "worlds" / f"small-seed{seed}-{DEMO_INCIDENTS}"
     started = time.perf_counter()
     if not (world / MANIFEST_FILE).is_file():
-        console.print(f"generating a small world ({DEMO_INCIDENTS} incidents) into {world} ...")
+        console.print(f"generating a small world ({DEMO_INCIDENTS} incidents) into {escape(str(world))} ...")
         generate(world, seed, "small", incidents=DEMO_INCIDENTS)
     else:
-        console.print(f"using the cached world {world}")
+        console.print(f"using the cached world {escape(str(world))}")
     out = home / "demo"
     if out.exists():
         shutil.rmtree(out)  # the demo's own output from a previous demo run
@@ -273,7 +276,7 @@ def demo_command(ctx: typer.Context, seed: int = typer.Option(0, "--seed")) -> N
                         stop_hint="run `atlas demo` again to start over")
     print_arms(results, out)
     hint = "" if memory == default_store else f" --store {memory}"
-    console.print(f"learned memory: {memory} ({_count(memory)} pamphlets); see it with `atlas memory list{hint}`")
+    console.print(f"learned memory: {escape(str(memory))} ({_count(memory)} pamphlets); see it with `atlas memory list{hint}`")
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
@@ -316,7 +319,7 @@ def bench_standin_command(
     console.print("success by third: " + ", ".join(f"{k} {v['success_rate']:.3f}" for k, v in results["phases"].items()))
     for name, met in results["targets"].items():
         console.print(f"{'[green]met[/]' if met else '[yellow]n/a[/]' if met is None else '[red]not met[/]'}  {name}", highlight=False)
-    console.print(f"wrote {out}/results.json, report.md")
+    console.print(f"wrote {escape(str(out))}/results.json, report.md")
 
 
 def _small_world(home: Path, seed: int) -> Path:
@@ -324,7 +327,7 @@ def _small_world(home: Path, seed: int) -> Path:
 
     world = home / "worlds" / f"small-seed{seed}-{DEMO_INCIDENTS}"
     if not (world / MANIFEST_FILE).is_file():
-        console.print(f"generating a small world ({DEMO_INCIDENTS} incidents) into {world} ...")
+        console.print(f"generating a small world ({DEMO_INCIDENTS} incidents) into {escape(str(world))} ...")
         generate(world, seed, "small", incidents=DEMO_INCIDENTS)
     return world
 
@@ -359,4 +362,4 @@ def bench_local_agent_command(
         rate = "n/a" if arm["valid_action_rate"] is None else f"{arm['valid_action_rate']:.1%}"
         table.add_row(name, str(arm["episodes"]), f"{arm['success_rate']:.3f}", rate, f"{arm['seconds_per_step']:.1f}", f"{arm['queries_per_task']:.1f}")
     console.print(table)
-    console.print(f"wrote {out}/results.json")
+    console.print(f"wrote {escape(str(out))}/results.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from atlas.cli.common import console, err_console, state, write_json
@@ -67,4 +68,4 @@ def bench(
         target = f"< {figure['target_ms']:,.0f}" if figure.get("target_ms") else "-"
         table.add_row(name, f"{figure['p50_ms']:,.1f}", f"{figure['max_ms']:,.1f}", f"{figure['cpu_p50_ms']:,.1f}", target)
     console.print(table)
-    console.print(f"targets met: {results['targets_met']}; wrote {out / 'results.json'}")
+    console.print(f"targets met: {results['targets_met']}; wrote {escape(str(out / 'results.json'))}")

@@ -77,34 +77,31 @@ def markdown_table(results: Mapping[str, Any]) -> str:
 
 def plot_heatmaps(results: Mapping[str, Any], folder: Path) -> list[Path]:
     """``acc_matrices.png`` with every learner's mean matrix side by side, and one PNG per learner."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
 
     names = list(results["learners"])
     tasks = results["tasks"]
     columns = min(5, len(names))
     rows = -(-len(names) // columns)
     side = 0.45 * len(tasks) + 1.2
-    fig, axes = plt.subplots(rows, columns, figsize=(side * columns, side * rows + 0.6), squeeze=False)
+    fig = Figure(figsize=(side * columns, side * rows + 0.6))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.axis("off")
     written = []
     for ax, name in zip(axes.flat, names):
         _heatmap(ax, np.asarray(results["learners"][name]["acc_matrix"]), name, tasks)
-        single, single_ax = plt.subplots(figsize=(side + 1.5, side + 1.0))
+        single = Figure(figsize=(side + 1.5, side + 1.0))
+        single_ax = single.subplots()
         image = _heatmap(single_ax, np.asarray(results["learners"][name]["acc_matrix"]), name, tasks, labels=True)
         single.colorbar(image, ax=single_ax, label="accuracy")
         single.tight_layout()
         written.append(folder / f"acc_matrix-{name}.png")
         single.savefig(written[-1], dpi=110)
-        plt.close(single)
     fig.suptitle(f"{results['scenario']} ({results['protocol']}): accuracy on task j (column) after training task i (row)", fontsize=10)
     fig.tight_layout()
     grid = folder / "acc_matrices.png"
     fig.savefig(grid, dpi=110)
-    plt.close(fig)
     return [grid, *written]
 
 
