@@ -18,7 +18,10 @@ CHROMIUM ?= /usr/bin/chromium
 
 LLAMA  := $(VENV)/.llama-server
 
-.PHONY: install demo test test-slow test-fuzz browser clean
+# ATLAS_TEST_ALL=1 (set by CI) makes `make test` run the slow tests too.
+PYTEST_MARKS := $(if $(ATLAS_TEST_ALL),-m "slow or not slow",)
+
+.PHONY: install demo test test-slow test-fuzz lint docs browser clean
 
 install: $(STAMP)
 
@@ -49,8 +52,18 @@ browser:
 	  echo "note: $(CHROMIUM) is missing and this is not root: the browser tests will be skipped (as root: apt-get install chromium)"; \
 	fi
 
-test: $(STAMP) browser $(LLAMA)
-	$(PY) -m pytest
+# Lint, layer contracts and types run first: a red check fails the test command.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+# Rewrites docs/reference/ (settings and CLI) from the code; a test fails when they are stale.
+docs: $(STAMP)
+	$(PY) -m atlas.cli.reference
+
+test: $(STAMP) browser $(LLAMA) lint
+	$(PY) -m pytest $(PYTEST_MARKS)
 
 test-slow: $(STAMP) browser $(LLAMA)
 	$(PY) -m pytest -m slow

@@ -66,17 +66,17 @@ Support = Literal["auto", "on", "off"]
 
 
 class OpenAISettings(_Strict):
-    api_key: SecretStr | None = None
-    base_url: str | None = None
+    api_key: SecretStr | None = Field(default=None, description="key for `openai:` models (any value for local servers)")
+    base_url: str | None = Field(default=None, description="any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; default: OpenAI")
     timeout_s: float = Field(default=60.0, gt=0, description="one request may take this long")
     deadline_s: float = Field(default=90.0, gt=0, description="one call, retries included, ends by then")
-    max_retries: int = Field(default=3, ge=0, le=20)
-    backoff_s: float = Field(default=0.5, ge=0)
+    max_retries: int = Field(default=3, ge=0, le=20, description="retries on 429, 5xx, timeouts and malformed replies")
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry wait, doubling each retry up to backoff_max_s, with jitter")
     backoff_max_s: float = Field(default=8.0, ge=0, description="cap on one retry's wait (before jitter)")
     reasoning_tokens: int = Field(default=2048, ge=0, description="extra completion tokens a reasoning model may think with")
     # Native tool calls and JSON-schema outputs: probed once per endpoint and model ("auto"), or forced.
-    tools: Support = "auto"
-    structured_outputs: Support = "auto"
+    tools: Support = Field(default="auto", description="native tool calls: auto probes the endpoint once; on or off forces")
+    structured_outputs: Support = Field(default="auto", description="JSON-schema outputs: auto probes the endpoint once; on or off forces")
 
     @field_validator("base_url")
     @classmethod
@@ -90,18 +90,18 @@ class LocalModelSettings(_Strict):
     """The in-process model behind the `local` spec."""
 
     # float32 is the fast path on CPUs without native bf16; int8 quantizes the linear layers.
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    quantize: Literal["none", "int8"] = "int8"
+    dtype: Literal["float32", "bfloat16"] = Field(default="float32", description="bfloat16 is only fast on CPUs with native bf16")
+    quantize: Literal["none", "int8"] = Field(default="int8", description="int8: dynamic int8 linear layers, faster on CPU")
     threads: int | None = Field(default=None, ge=1, description="torch threads; None = all cores")
-    batch_size: int = Field(default=8, ge=1)
-    max_input_tokens: int = Field(default=2048, ge=16)
+    batch_size: int = Field(default=8, ge=1, description="prompts per forward pass when scoring labels")
+    max_input_tokens: int = Field(default=2048, ge=16, description="longer prompts are refused with a clear error")
     # A local model costs electricity and hardware, not an invoice: declare a figure so that
     # cost comparisons with hosted models are on one scale.
-    price: Price = Price(input_per_1m=0.02, output_per_1m=0.02)
+    price: Price = Field(default=Price(input_per_1m=0.02, output_per_1m=0.02), description="declared cost of local tokens, so costs compare on one scale")
 
 
 class CacheSettings(_Strict):
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="opt-in response cache (identical calls answered from SQLite at no cost)")
     path: Path | None = Field(default=None, description="default: $ATLAS_HOME/llm_cache.sqlite")
 
 
@@ -109,15 +109,15 @@ class AgentSettings(_Strict):
     """How runs pay for supervision and learn: prices, lane choice, budgets, distillation gates."""
 
     # Declared prices per SQL query, so procedural and LLM runs report cost on one scale (dollars).
-    student_query_usd: float = Field(default=0.0002, ge=0)
-    teacher_query_usd: float = Field(default=0.002, ge=0)
+    student_query_usd: float = Field(default=0.0002, ge=0, description="declared dollars per SQL query by the student")
+    teacher_query_usd: float = Field(default=0.002, ge=0, description="declared dollars per SQL query by the teacher")
     lam: float = Field(default=5.0, ge=0, description="lane choice maximises reward - lam * cost (dollars)")
-    explore: float = Field(default=0.3, ge=0, le=1)
+    explore: float = Field(default=0.3, ge=0, le=1, description="lane exploration rate (fades with visits)")
     max_retries: int = Field(default=1, ge=0, le=5, description="student retries after a failed validation")
-    student_steps: int = Field(default=15, ge=1, le=200)
-    teacher_steps: int = Field(default=40, ge=1, le=400)
+    student_steps: int = Field(default=15, ge=1, le=200, description="SQL queries per student attempt")
+    teacher_steps: int = Field(default=40, ge=1, le=400, description="SQL queries per teacher attempt")
     json_repairs: int = Field(default=2, ge=0, le=10, description="repair turns per LLM attempt for malformed or cut-off replies")
-    retrieve_k: int = Field(default=10, ge=1, le=50)
+    retrieve_k: int = Field(default=10, ge=1, le=50, description="pamphlets retrieved per task")
     memory_token_budget: int = Field(default=600, ge=0, description="tokens of pamphlets that may go into a prompt")
     # LLM agents: what one call and one episode may spend (prompt budgets fit 8k and 16k context windows)
     student_prompt_tokens: int = Field(default=6400, ge=256, description="prompt tokens per student call")
@@ -129,34 +129,34 @@ class AgentSettings(_Strict):
     max_plans: int = Field(default=2, ge=1, le=10, description="alternative plans a student may try per episode")
     plan_min_score: float = Field(default=0.3, ge=-1, le=1, description="retrieval score a note needs to be offered as a plan")
     validation_steps: int = Field(default=3, ge=0, le=40, description="queries the teacher may run to check an answer")
-    signal: Literal["judgment", "reward"] = "judgment"
+    signal: Literal["judgment", "reward"] = Field(default="judgment", description="what learning uses: the teacher's judgment (no ground truth) or the benchmark's reward")
     audit_rate: float = Field(default=0.2, ge=0, le=1, description="share of auto-lane answers the teacher judges when learning")
-    max_pamphlet_chars: int = Field(default=1500, ge=50)
-    prune_after_uses: int = Field(default=4, ge=1)
-    prune_below: float = Field(default=0.5, ge=0, le=1)
+    max_pamphlet_chars: int = Field(default=1500, ge=50, description="longer lessons are rejected")
+    prune_after_uses: int = Field(default=4, ge=1, description="uses after which a weak pamphlet may be pruned")
+    prune_below: float = Field(default=0.5, ge=0, le=1, description="prune a pamphlet whose mean reward stays below this")
 
 
 class MCPSettings(_Strict):
     """`atlas memory mcp` over streamable HTTP (it has no authentication, so loopback only)."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8766, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="`atlas memory mcp --transport http` listens here (loopback only)")
+    port: int = Field(default=8766, ge=1, le=65535, description="its port")
 
 
 class UISettings(_Strict):
     """`atlas ui`: the local web page for the memory and the runs."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8765, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="where `atlas ui` listens")
+    port: int = Field(default=8765, ge=1, le=65535, description="its port")
     token: SecretStr | None = Field(default=None, description="required when host is not a loopback address")
     runs: Path | None = Field(default=None, description="folder searched for run folders; default: $ATLAS_HOME")
-    page_size: int = Field(default=100, ge=1, le=100_000)
+    page_size: int = Field(default=100, ge=1, le=100_000, description="pamphlets per list page (per_page=all shows every one)")
 
 
 class AtlasSettings(_Strict):
-    home: Path = Path(".atlas")
+    home: Path = Field(default=Path(".atlas"), description="where memory, caches and models live")
     models_dir: Path | None = Field(default=None, description="default: $ATLAS_HOME/models")
-    seed: int = 0
+    seed: int = Field(default=0, description="default seed for runs and sampling")
     openai: OpenAISettings = OpenAISettings()
     local: LocalModelSettings = LocalModelSettings()
     cache: CacheSettings = CacheSettings()

@@ -21,7 +21,22 @@ _LAZY = {
     "make_embedder": "memory.embed",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "EmbedderMismatch",
+    "HashingEmbedder",
+    "ImportValidationError",
+    "MemoryStore",
+    "MemoryStoreError",
+    "Pamphlet",
+    "PamphletIn",
+    "PamphletNotFound",
+    "PamphletVersion",
+    "Provenance",
+    "SearchHit",
+    "SentenceTransformerEmbedder",
+    "TrackRecord",
+    "make_embedder",
+]
 
 if TYPE_CHECKING:
     from memory.embed import HashingEmbedder, SentenceTransformerEmbedder, make_embedder

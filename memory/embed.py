@@ -70,7 +70,10 @@ class SentenceTransformerEmbedder:
         self.name = name or self.path.name
         self.spec = spec or str(self.path)
         dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(dimension())
+        dim = dimension()
+        if dim is None:
+            raise ValueError(f"{self.path} does not declare its embedding dimension; is it a sentence-transformers model?")
+        self.dim = int(dim)
         self.batch_size = batch_size
         self._cache: dict[str, np.ndarray] = {}
         self._fast = self._fast_path(cache_dir) if fast_queries else None

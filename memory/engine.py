@@ -51,7 +51,7 @@ def make_engine(target: str | Path, read_only: bool = False) -> Engine:
         engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
 
     @event.listens_for(engine, "connect")
-    def _configure(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _configure(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout=60000")
@@ -61,7 +61,7 @@ def make_engine(target: str | Path, read_only: bool = False) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _begin(conn) -> None:
         # Writers take the write lock up front: a deferred transaction that read first could
         # fail to upgrade when another process committed meanwhile.
         immediate = conn.get_execution_options().get("sqlite_immediate", False)

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -90,7 +90,7 @@ class VectorIndex:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
         self.dim, self.kind = dim, kind
         self.hnsw_m, self.ef_search, self.nprobe = hnsw_m, ef_search, nprobe
-        self._index = _new_faiss_index(kind, dim, hnsw_m, ef_search)
+        self._index: Any = _new_faiss_index(kind, dim, hnsw_m, ef_search)  # None until an IVF index is trained
         self._slots = np.empty(0, dtype=np.int64)  # slot -> pamphlet id (DEAD once retired); capacity >= slots
         self._nslots = 0
         self._slot_of = np.empty(0, dtype=np.int64)  # pamphlet id -> slot, DEAD if absent
@@ -240,12 +240,12 @@ class VectorIndex:
             write_atomically(path.with_name(faiss_name), writer=lambda target: faiss.write_index(self._index, target))
         header = {
             "meta": {**meta, "kind": self.kind, "dim": self.dim, "hnsw_m": self.hnsw_m, "ef_search": self.ef_search, "nprobe": self.nprobe},
-            "sections": [[name, str(a.dtype), int(a.nbytes), zlib.crc32(memoryview(a).cast("B"))] for name, a in sections.items()],
+            "sections": [[name, str(a.dtype), int(a.nbytes), zlib.crc32(a.data.cast("B"))] for name, a in sections.items()],
             "faiss_file": faiss_name,
             "faiss_ntotal": self._index.ntotal if self._index is not None else 0,
         }
         blob = json.dumps(header).encode()
-        write_atomically(path, [MAGIC + len(blob).to_bytes(8, "little") + blob, *(memoryview(a).cast("B") for a in sections.values())])
+        write_atomically(path, [MAGIC + len(blob).to_bytes(8, "little") + blob, *(a.data.cast("B") for a in sections.values())])
         self.faiss_file = faiss_name
         remove_leftovers(path, keep=faiss_name)
 
@@ -266,7 +266,7 @@ class VectorIndex:
             if offset + nbytes > len(raw):
                 raise ValueError(f"{path} is truncated (section {name})")
             part = raw[offset : offset + nbytes]
-            if zlib.crc32(part) != crc:
+            if zlib.crc32(part.data) != crc:
                 raise ValueError(f"{path}: section {name} fails its checksum (the file was changed or damaged)")
             arrays[name] = part.view(dtype)
             offset += nbytes

@@ -119,7 +119,7 @@ class MemoryBaseStore(BaseStore):
             raise NotImplementedError(f"{where}: TTLs are not supported by {type(self).__name__}; put it with ttl=None")
         fields, as_json = li.value_fields(op.value, where)
         whole = [["$"]] if as_json else [["$"], ["text"]]  # what the one vector per pamphlet covers
-        if op.index not in (None, False) and list(op.index) not in whole:
+        if isinstance(op.index, list) and list(op.index) not in whole:
             raise ValueError(
                 f"{where}: index={op.index!r} is not supported: the memory keeps one vector per pamphlet, of "
                 "its whole text; pass index=None (embed the whole item), index=False (leave it out of query "
@@ -277,7 +277,7 @@ def _check_window(limit: int, offset: int, where: str) -> None:
 
 
 def _item(pamphlet: Pamphlet, value: dict[str, Any] | None = None, score: float | None = None, search: bool = False) -> Any:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         namespace=li.item_namespace(pamphlet),
         key=li.item_key(pamphlet),
         value=li.item_value(pamphlet) if value is None else value,

@@ -102,7 +102,7 @@ class IndexMirror:
         self.row_seq[ids] = [e.seq for e in entries.values()]
         self.audience[ids] = [AUDIENCE_CODES[e.audience] for e in entries.values()]
         self.tagset[ids] = [self._intern(e.tags) for e in entries.values()]
-        self.live += len(ids) - was_live
+        self.live += int(len(ids) - was_live)
 
     def drop_entries(self, ids: Iterable[int]) -> None:
         ids = np.asarray([i for i in ids if i in self], dtype=np.int64)
@@ -233,7 +233,7 @@ class IndexMirror:
     # ---- persistence --------------------------------------------------------------------------
     def save(self, path: Path, lock_path: Path, meta: dict[str, Any]) -> None:
         ids = np.flatnonzero(self.version > 0)
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "entry_ids": ids.astype(np.int64),
             "entry_versions": self.version[ids].astype(np.int64),
             "entry_seqs": self.row_seq[ids],

@@ -72,7 +72,7 @@ class Pamphlet(PamphletIn):
     version: int
     embedding_model: str
     embedding_dim: int
-    content_hash: str  # type: ignore[assignment]
+    content_hash: str
     created_at: datetime
     updated_at: datetime
     deleted: bool = False

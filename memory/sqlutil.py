@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 SQL_IN_CHUNK = 900  # stay under SQLite's limit on bound variables per statement
 
@@ -15,9 +15,9 @@ def chunks(items: Sequence[int], size: int = SQL_IN_CHUNK) -> Iterator[list[int]
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def utc(value: datetime) -> datetime:
     """Timestamps read back from SQLite lose their zone: they were written in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

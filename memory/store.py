@@ -8,6 +8,7 @@ share a store without losing or mixing writes.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import math
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from memory import tables as t
@@ -64,6 +65,20 @@ SNAPSHOT_FIELDS = ("text", "plan", "audience", "tags", "cue", "provenance")
 class MemoryStore:
     """Open with :meth:`open`; use as a context manager so the index is saved on exit."""
 
+    # Set by :meth:`open` (the only constructor).
+    target: str
+    read_only: bool
+    engine: Engine
+    index_path: Path
+    lock_path: Path
+    notices: builtins.list[str]
+    embedder: Embedder
+    _lock: threading.RLock
+    _dirty: bool
+    _identity: str
+    _hits: HitReader
+    _mirror: IndexMirror
+
     def __init__(self) -> None:
         raise TypeError("use MemoryStore.open(path_or_url, ...)")
 
@@ -101,7 +116,7 @@ class MemoryStore:
         self.engine = make_engine(target, read_only=self.read_only)
         self.index_path = Path(index_path) if index_path else default_index_path(target, Path(index_dir))
         self.lock_path = self.index_path.with_name(self.index_path.name + ".lock")
-        self.notices: list[str] = []
+        self.notices = []
         self._lock = threading.RLock()
         self._dirty = False
         try:
@@ -576,7 +591,7 @@ class MemoryStore:
         include_deleted: bool = False,
         limit: int | None = 50,
         offset: int = 0,
-    ) -> list[Pamphlet]:
+    ) -> builtins.list[Pamphlet]:
         """Pamphlets by id, filtered by audience and tags (all given tags must be present)."""
         query = select(t.pamphlets.c.id).order_by(t.pamphlets.c.id)
         if not include_deleted:
@@ -599,7 +614,7 @@ class MemoryStore:
         audience: str | None = None,
         tags: Sequence[str] = (),
         min_score: float | None = None,
-    ) -> list[SearchHit]:
+    ) -> builtins.list[SearchHit]:
         """Pamphlets most similar to ``query`` (cosine), filtered; deleted ones never appear."""
         vector = self.embedder.encode([query])[0]
         return self.search_vector(vector, k, audience, tags, min_score)
@@ -611,7 +626,7 @@ class MemoryStore:
         audience: str | None = None,
         tags: Sequence[str] = (),
         min_score: float | None = None,
-    ) -> list[tuple[int, float]]:
+    ) -> builtins.list[tuple[int, float]]:
         """(id, cosine) of the nearest live pamphlets, filtered; no pamphlet rows are read."""
         self.sync()
         with self._lock:
@@ -624,23 +639,23 @@ class MemoryStore:
         audience: str | None = None,
         tags: Sequence[str] = (),
         min_score: float | None = None,
-    ) -> list[SearchHit]:
+    ) -> builtins.list[SearchHit]:
         hits = self.neighbours(vector, k, audience, tags, min_score)
         pamphlets = self._hits.pamphlets([i for i, _ in hits])
         return [trusted(SearchHit, {"pamphlet": pamphlets[i], "score": score}) for i, score in hits if i in pamphlets and not pamphlets[i].deleted]
 
-    def live_ids(self) -> list[int]:
+    def live_ids(self) -> builtins.list[int]:
         """Ids of every live pamphlet, as of the last sync."""
         self.sync()
         return self._mirror.live_ids()
 
-    def history(self, pamphlet_id: int) -> list[PamphletVersion]:
+    def history(self, pamphlet_id: int) -> builtins.list[PamphletVersion]:
         self.get(pamphlet_id)
         return self.histories([pamphlet_id])[pamphlet_id]
 
-    def histories(self, ids: Sequence[int]) -> dict[int, list[PamphletVersion]]:
+    def histories(self, ids: Sequence[int]) -> dict[int, builtins.list[PamphletVersion]]:
         """Every version of each pamphlet, oldest first (one query per 900 ids)."""
-        out: dict[int, list[PamphletVersion]] = {i: [] for i in ids}
+        out: dict[int, builtins.list[PamphletVersion]] = {i: [] for i in ids}
         v = t.pamphlet_versions.c
         with self.engine.connect() as conn:
             for part in chunks(ids):
@@ -654,12 +669,12 @@ class MemoryStore:
                     )
         return out
 
-    def uses(self, pamphlet_id: int) -> list[dict[str, Any]]:
+    def uses(self, pamphlet_id: int) -> builtins.list[dict[str, Any]]:
         return self.uses_of([pamphlet_id])[pamphlet_id]
 
-    def uses_of(self, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    def uses_of(self, ids: Sequence[int]) -> dict[int, builtins.list[dict[str, Any]]]:
         """Each pamphlet's uses (episode, reward, when), in the order they were recorded."""
-        out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        out: dict[int, builtins.list[dict[str, Any]]] = {i: [] for i in ids}
         u = t.pamphlet_uses.c
         with self.engine.connect() as conn:
             for part in chunks(ids):
@@ -673,7 +688,7 @@ class MemoryStore:
         if not ids:
             return records
         uses = t.pamphlet_uses.c
-        rows = []
+        rows: builtins.list[Any] = []
         with self.engine.connect() as conn:
             for part in chunks(ids):
                 rows += conn.execute(
@@ -693,7 +708,7 @@ class MemoryStore:
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(t.pamphlets)).scalar_one()
             deleted = conn.execute(select(func.count()).where(t.pamphlets.c.deleted.is_(True))).scalar_one()
-            by_audience = dict(
+            by_audience: dict[str, int] = dict(
                 conn.execute(
                     select(t.pamphlets.c.audience, func.count()).where(t.pamphlets.c.deleted.is_(False)).group_by(t.pamphlets.c.audience)
                 ).all()
@@ -862,7 +877,7 @@ class MemoryStore:
             vectors = self._embed([item.text for item in items])
             keep = [kept_fields(r, taken) for r in batch]
 
-            def write_history(conn: Connection, ids: list[int], batch: list = batch) -> None:
+            def write_history(conn: Connection, ids: builtins.list[int], batch: builtins.list = batch) -> None:
                 versions, uses = history_rows(batch, ids, changed_by)
                 if versions:
                     conn.execute(insert(t.pamphlet_versions), versions)
@@ -871,15 +886,16 @@ class MemoryStore:
 
             ids = self._insert(items, vectors, changed_by, keep=keep, after=write_history)
             for record, new_id in zip(batch, ids):
-                if getattr(record, "id", new_id) != new_id:
-                    report.renumbered[record.id] = new_id
+                old_id = getattr(record, "id", new_id)
+                if old_id != new_id:
+                    report.renumbered[old_id] = new_id
             report.ids.extend(ids)
             report.imported += len(ids)
             if progress is not None:
                 progress(len(batch))
         return report
 
-    def dedup(self, threshold: float = 0.92, dry_run: bool = False, changed_by: str = "dedup", neighbours: int = 10) -> list[MergeGroup]:
+    def dedup(self, threshold: float = 0.92, dry_run: bool = False, changed_by: str = "dedup", neighbours: int = 10) -> builtins.list[MergeGroup]:
         """Merge near-duplicates (cosine >= ``threshold``, same audience) into the oldest of each group."""
         check_threshold(threshold)
 

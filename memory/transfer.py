@@ -88,6 +88,7 @@ def read_jsonl(path: Path) -> tuple[list[tuple[int, Record]], list[tuple[int, st
             if problem is not None:
                 problems.append((number, problem))
             else:
+                assert record is not None  # parse_line gives a record or a problem
                 records.append((number, record))
     return records, problems
 

@@ -74,7 +74,7 @@ class LaneBandit:
         if self._rng.random() < self.explore / math.sqrt(visits):
             untried = [lane for lane in LANES if lane not in tried]
             return self._rng.choice(untried or list(LANES))
-        return max(tried, key=lambda lane: (tried[lane].utility, -LANES.index(lane)))
+        return max((lane for lane in LANES if lane in tried), key=lambda lane: (tried[lane].utility, -LANES.index(lane)))
 
     def update(self, context: str, lane: str, reward: float, cost: float) -> None:
         arm = self.stats_.setdefault(context, {}).setdefault(lane, ArmStats())

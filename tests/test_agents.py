@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas.agents.base import Attempt, Lesson, TaskView, Tool
+from atlas.agents.base import Lesson, TaskView, Tool
 from atlas.config import load_settings
 from atlas.distillation import prune, store_lesson
 from atlas.errors import AtlasError

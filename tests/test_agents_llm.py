@@ -3,7 +3,6 @@ model, over a small world; the adaptive loop, every budget, faults, and no silen
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from atlas.config import load_settings
-from atlas.errors import LLMConfigError, LLMError, LLMResponseError
+from atlas.errors import LLMConfigError, LLMError
 from atlas.llm import make_llm
 from tests.openai_server import Fault
 

@@ -199,8 +199,9 @@ class Turns:
                 action = self._action(completion.text, completion.tool_calls, kinds)
                 self.actions += 1
                 return action
-            except ReplyError as problem:
+            except ReplyError as error:
                 self.invalid += 1
+                problem = error
                 if completion.truncated:
                     self.truncations += 1
                     problem = ReplyError(f"the reply was cut off at the {self.max_tokens}-token limit; reply with one short action")

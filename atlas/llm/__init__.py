@@ -21,7 +21,22 @@ _LAZY = {
     "make_llm": "atlas.llm.factory",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "ChatMessage",
+    "Completion",
+    "GenerationParams",
+    "LLMClient",
+    "LabelPrompt",
+    "LabelScores",
+    "Meter",
+    "MeterTotals",
+    "ResponseCache",
+    "ScriptedBackend",
+    "Usage",
+    "ZeroShotClassifier",
+    "make_backend",
+    "make_llm",
+]
 
 if TYPE_CHECKING:
     from atlas.llm.cache import ResponseCache

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def _describe(root: Path, folder: Path) -> RunFolder:
     relative = folder.relative_to(root).as_posix() or "."
     return RunFolder(
         path=relative,
-        modified=datetime.fromtimestamp(modified, tz=timezone.utc),
+        modified=datetime.fromtimestamp(modified, tz=UTC),
         has_report=(folder / "report.md").is_file(),
         has_results=(folder / "results.json").is_file(),
         plots=[p.name for p in entries if p.suffix == ".png"],

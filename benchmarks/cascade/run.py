@@ -89,7 +89,7 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
         encoder = make_embedder("minilm")
         levels.append(EmbeddingLevel(lambda ts: encoder.encode([" ".join(t.split()[:96]) for t in ts]), classes=len(stream.labels), cost=LEVEL_COSTS["minilm_lr"], seed=options.seed))
     llm = LLMLevel(answerer, cost=LEVEL_COSTS["llm"])
-    policy = build_policy(options, [l.cost for l in levels] + [llm.cost])
+    policy = build_policy(options, [level.cost for level in levels] + [llm.cost])
     cascade = OnlineCascade(levels, llm, policy, batch_size=options.batch_size, drift=DisagreementDrift())
     started = time.perf_counter()
     run = cascade.run(ids, texts, progress)
@@ -100,8 +100,8 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     dollars = spent / llm.calls_ if llm.calls_ else 0.0
     results = {
         "stream": options.stream, "policy": options.policy, "mu": options.mu, "budget": options.budget, "seed": options.seed,
-        "llm": options.llm, "levels": [l.name for l in levels] + [llm.name],
-        **summarize(run, truth, {l.name: l.cost for l in [*levels, llm]}, llm.name, reference, dollars),
+        "llm": options.llm, "levels": [level.name for level in levels] + [llm.name],
+        **summarize(run, truth, {level.name: level.cost for level in [*levels, llm]}, llm.name, reference, dollars),
         "by_source": phase_figures(run.outcomes, truth, [i.source for i in stream.items]),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -111,7 +111,7 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
             for outcome, label in zip(run.outcomes, truth):
                 sink.write(json.dumps({**outcome.to_dict(), "label": label}) + "\n")
         (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        plot_stream(run.outcomes, [l.name for l in levels] + [llm.name], out / "llm_rate.png", out / "level_shares.png")
+        plot_stream(run.outcomes, [level.name for level in levels] + [llm.name], out / "llm_rate.png", out / "level_shares.png")
     return results
 
 

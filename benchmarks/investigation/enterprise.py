@@ -6,7 +6,7 @@ import hashlib
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 FIRST_NAMES = (
     "Ada", "Alan", "Amal", "Ana", "Ben", "Bruno", "Carla", "Chen", "Dana", "David", "Elena", "Emeka", "Eva",
@@ -201,7 +201,7 @@ def build_enterprise(seed: int, users: int, days: int, start: datetime | None = 
     org = rng.choice(ORG_NAMES)
     domain = f"{org}.com"
     netbios = org.upper()[:10]
-    start = start or datetime(2024, 6, 3, tzinfo=timezone.utc)
+    start = start or datetime(2024, 6, 3, tzinfo=UTC)
     sid_base = f"S-1-5-21-{rng.randint(10**9, 4 * 10**9)}-{rng.randint(10**9, 4 * 10**9)}-{rng.randint(10**8, 10**9)}"
     taken_ips: set[str] = set()
     taken_names: set[str] = set()

@@ -88,7 +88,7 @@ class ContinualLearner(ABC):
     def learn(self, X: np.ndarray, y: np.ndarray, task_id: int) -> None:
         """The method's own update on a checked mini-batch."""
 
-    def end_task(self, task_id: int) -> None:
+    def end_task(self, task_id: int) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Consolidate at a task boundary (a no-op for methods that need none)."""
 
     def predict(self, X: np.ndarray, task_id: int | None = None) -> np.ndarray:
