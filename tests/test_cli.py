@@ -1,4 +1,7 @@
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 
@@ -6,16 +9,37 @@ import pytest
 from typer.testing import CliRunner
 
 from atlas import __version__
-from atlas.cli.main import app
+from atlas.cli.main import app, run
 
 runner = CliRunner()
 
 
-def atlas_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The real console entry point in a fresh process (exit codes and error printing)."""
+def atlas_subprocess(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh process (kept for one smoke test: it costs seconds)."""
     return subprocess.run(
         [sys.executable, "-m", "atlas.cli.main", *args], capture_output=True, text=True, env=env, timeout=120
     )
+
+
+def atlas_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The console entry point (`run`: exit codes, error printing) in this process, with `env` as the
+    whole environment for the call: what a user sees, without a new interpreter per case."""
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                run(list(args))
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["atlas", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_version():
@@ -85,12 +109,18 @@ def test_plain_chat_output_shows_meter():
     ],
 )
 def test_user_errors_print_cleanly_and_exit_2(args, env_extra, fragment, tmp_path):
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")} | env_extra
     result = atlas_process(*args, env=env)
     assert result.returncode == 2
     assert fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_console_script_smoke(tmp_path):
+    """One real process: the entry point, offline defaults and the exit-2 path outside pytest."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")} | {"ATLAS_HOME": str(tmp_path)}
+    assert atlas_subprocess("--version", env=env).stdout.strip() == f"atlas {__version__}"
+    result = atlas_subprocess("llm", "chat", "-m", "gpt4", "hi", env=env)
+    assert result.returncode == 2 and "unknown model spec 'gpt4'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_config_file_option(tmp_path):

@@ -32,11 +32,18 @@ def float32_client():
     return make_llm("local", settings, cache=False)
 
 
-def test_dequantized_weights_are_cached(local_client):
+def test_dequantized_weights_are_cached(local_client, monkeypatch):
+    """Once de-quantized, the weights are reused: the GGUF file is not even looked up again."""
+    from atlas.llm import local_backend
     from tests.conftest import SHARED_MODELS_DIR
 
     assert (SHARED_MODELS_DIR / "smollm2-135m-instruct" / CACHE_MARKER).is_file()
-    assert local_client.backend.load_seconds < 15
+
+    def no_gguf():
+        raise AssertionError("the cached weights were not used")
+
+    monkeypatch.setattr(local_backend, "smollm2_gguf_path", no_gguf)
+    assert local_backend.dequantized_smollm2(SHARED_MODELS_DIR) == SHARED_MODELS_DIR / "smollm2-135m-instruct"
 
 
 def test_chat_generates_and_meters(local_client):

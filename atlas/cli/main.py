@@ -90,13 +90,13 @@ def doctor(
         raise typer.Exit(1)
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
     """Console-script entry: offline by default; user errors print cleanly and exit 2."""
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.setdefault(variable, "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app()
+        app(args=argv)
     except (AtlasError, MemoryStoreError, ValidationError) as exc:
         err_console.print(f"[red]error:[/] {escape(user_message(exc) or str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
