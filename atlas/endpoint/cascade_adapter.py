@@ -1,0 +1,119 @@
+"""The endpoint's one contact with the cascade: one item at a time, in two steps.
+
+``route`` climbs the cheap levels for one text and says who would answer (or that the item wants
+the upstream model); ``learn`` takes the upstream's label for a routed item and teaches every
+level (with replay) and the deferral policy, as ``OnlineCascade`` does for the items its LLM
+labelled. ``state``/``restore`` carry the learned parts (never the encoder) for the state file.
+
+Today's ``OnlineCascade`` answers whole batches and calls its LLM synchronously in the middle, which
+a server with concurrent upstream calls cannot use; this adapter composes the same parts (levels,
+policy, replay) per item instead. It is the module to re-point at the cascade's incremental API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from policies.cascade.deferral import OCLPolicy, ThresholdPolicy
+from policies.cascade.hashed_text import HashedTextLevel
+from policies.cascade.replay import ReplayBuffer
+
+UPSTREAM_COST = 100.0  # declared units, as the cascade's LLM level
+UPSTREAM_LEVEL = "upstream"
+REPLAY_PER_LABEL = 8  # earlier upstream answers mixed into each update
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one text stopped. ``label`` is the cheap answer (the last level's, if all deferred)."""
+
+    position: int
+    label: int
+    confidence: float
+    level: str
+    levels_used: tuple[str, ...]
+    cost: float
+    wants_upstream: bool
+    seen: tuple[np.ndarray, ...]  # each level's class probabilities (1 x classes), for the policy's learning
+
+
+class CascadeAdapter:
+    """Cheap levels and a deferral policy in front of an upstream model, one request at a time."""
+
+    def __init__(self, classes: int, levels: str = "hashed", policy: str = "threshold", threshold: float = 0.8,
+                 mu: float = 5.0, seed: int = 0, encoder: Callable[[Sequence[str]], np.ndarray] | None = None) -> None:
+        self.classes = classes
+        self.levels: list[Any] = [HashedTextLevel(classes=classes, seed=seed)]
+        if levels == "hashed,minilm":
+            from policies.cascade.embedding import EmbeddingLevel
+
+            if encoder is None:
+                raise ValueError("the minilm level needs an encoder")
+            self.levels.append(EmbeddingLevel(encoder, classes=classes, seed=seed))
+        costs = [level.cost for level in self.levels] + [UPSTREAM_COST]
+        self.policy: Any = OCLPolicy(len(self.levels), costs, mu=mu, seed=seed) if policy == "ocl" else ThresholdPolicy(float(threshold))
+        self.replay = ReplayBuffer(seed=seed)
+        self.routed_ = 0  # items routed so far: the stream position of the next one
+        self.labels_learned_ = 0
+
+    @property
+    def level_names(self) -> list[str]:
+        return [level.name for level in self.levels]
+
+    def route(self, text: str) -> Route:
+        position = self.routed_
+        self.routed_ += 1
+        seen, used, cost = [], [], 0.0
+        probs = np.full((1, self.classes), 1.0 / self.classes)
+        for number, level in enumerate(self.levels):
+            probs = level.predict_proba([text])
+            seen.append(probs)
+            used.append(level.name)
+            cost += level.cost
+            if not bool(self.policy.defer(number, probs, position)[0]):
+                return Route(position, int(probs[0].argmax()), float(probs[0].max()), level.name, tuple(used), cost, False, tuple(seen))
+        return Route(position, int(probs[0].argmax()), float(probs[0].max()), self.levels[-1].name, tuple(used), cost, True, tuple(seen))
+
+    def learn(self, text: str, route: Route, label: int) -> None:
+        """The upstream said ``label`` for ``text``: the policy learns where each level was wrong,
+        and every level fits the label with a sample of earlier ones."""
+        if not 0 <= label < self.classes:
+            raise ValueError(f"label {label} is outside 0..{self.classes - 1}")
+        for number, probs in enumerate(route.seen):
+            self.policy.learn(number, probs, probs.argmax(axis=1) != label)
+        batch = [(text, label)] + self.replay.sample(REPLAY_PER_LABEL)
+        for level in self.levels:
+            level.partial_fit([t for t, _ in batch], [y for _, y in batch])
+        self.replay.add(text, label)
+        self.labels_learned_ += 1
+        for level in self.levels:
+            forget = getattr(level, "forget", None)
+            if forget is not None and len(getattr(level, "_vectors", ())) > 4 * self.replay.size:
+                forget([t for t, _ in self.replay.items])  # the vector cache keeps what replay may ask for
+
+    def state(self) -> dict[str, Any]:
+        """The learned parts, picklable (no encoder, no cached vectors)."""
+        return {
+            "levels": {level.name: {"model_": level.model_, "n_seen_": level.n_seen_} for level in self.levels},
+            "policy": self.policy,
+            "replay": self.replay,
+            "routed_": self.routed_,
+            "labels_learned_": self.labels_learned_,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        missing = set(self.level_names) - set(state["levels"])
+        if missing:
+            raise ValueError(f"the saved state has no level {', '.join(sorted(missing))}")
+        for level in self.levels:
+            saved = state["levels"][level.name]
+            level.model_, level.n_seen_ = saved["model_"], int(saved["n_seen_"])
+        if type(state["policy"]) is not type(self.policy):
+            raise ValueError(f"the saved state holds a {type(state['policy']).__name__}, not a {type(self.policy).__name__}")
+        self.policy = state["policy"]
+        self.replay = state["replay"]
+        self.routed_ = int(state["routed_"])
+        self.labels_learned_ = int(state["labels_learned_"])
