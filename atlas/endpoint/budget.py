@@ -15,7 +15,7 @@ class UpstreamBudget:
     admitted, so concurrent requests cannot overspend, and a failed call still counts."""
 
     share: float = 1.0
-    floor: int = 20
+    floor: int = 50
     requests_: int = 0
     upstream_: int = 0
     refused_: int = 0

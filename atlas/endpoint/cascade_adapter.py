@@ -44,8 +44,9 @@ class CascadeAdapter:
     """Cheap levels and a deferral policy in front of an upstream model, one request at a time."""
 
     def __init__(self, classes: int, levels: str = "hashed", policy: str = "threshold", threshold: float = 0.8,
-                 mu: float = 5.0, seed: int = 0, encoder: Callable[[Sequence[str]], np.ndarray] | None = None) -> None:
+                 mu: float = 5.0, seed: int = 0, encoder: Callable[[Sequence[str]], np.ndarray] | None = None, warmup: int = 50) -> None:
         self.classes = classes
+        self.warmup = warmup  # upstream labels learned before any cheap level may answer (a young model is confidently wrong)
         self.levels: list[Any] = [HashedTextLevel(classes=classes, seed=seed)]
         if levels == "hashed,minilm":
             from policies.cascade.embedding import EmbeddingLevel
@@ -73,7 +74,7 @@ class CascadeAdapter:
             seen.append(probs)
             used.append(level.name)
             cost += level.cost
-            if not bool(self.policy.defer(number, probs, position)[0]):
+            if not bool(self.policy.defer(number, probs, position)[0]) and self.labels_learned_ >= self.warmup:
                 return Route(position, int(probs[0].argmax()), float(probs[0].max()), level.name, tuple(used), cost, False, tuple(seen))
         return Route(position, int(probs[0].argmax()), float(probs[0].max()), self.levels[-1].name, tuple(used), cost, True, tuple(seen))
 

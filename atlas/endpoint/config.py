@@ -37,8 +37,9 @@ class EndpointConfig(BaseModel):
     policy: PolicyName = "threshold"
     threshold: float = Field(default=0.8, gt=0.0, le=1.0, description="threshold policy: top probability a level needs to answer")
     mu: float = Field(default=5.0, ge=0.0, description="ocl policy: weight of the expected cost of deferring")
+    warmup: int = Field(default=50, ge=0, description="upstream labels learned before a cheap level may answer")
     budget: float = Field(default=1.0, ge=0.0, le=1.0, description="largest share of requests that may go upstream")
-    budget_floor: int = Field(default=20, ge=0, description="upstream calls always allowed, before the share applies")
+    budget_floor: int = Field(default=50, ge=0, description="upstream calls always allowed, before the share applies")
     state: Path | None = Field(default=None, description="state file: restored on start, saved on an interval and on shutdown")
     save_every_s: float = Field(default=60.0, gt=0.0)
     upstream_timeout_s: float = Field(default=60.0, gt=0.0)
