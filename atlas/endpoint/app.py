@@ -55,7 +55,15 @@ class Guard:
         if refusal is not None:
             await refusal.response()(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        started = time.perf_counter()
+
+        async def timed(message: Any) -> None:
+            if message["type"] == "http.response.start":  # the whole app's time, up to the answer being ready
+                elapsed = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", elapsed)]}
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 def create_app(endpoint: CascadeEndpoint) -> Starlette:
@@ -72,7 +80,7 @@ def create_app(endpoint: CascadeEndpoint) -> Starlette:
         answer, learn = await endpoint.answer(text, [m.to_openai() for m in parsed.messages])
         body = completion(endpoint.totals.requests, config.served_name, answer.label, answer.usage())
         headers = answer.headers()
-        headers["server-timing"] = f"cascade;dur={(time.perf_counter() - started) * 1e3:.2f}"
+        headers["server-timing"] = f"cascade;dur={(time.perf_counter() - started) * 1e3:.2f}"  # the handler (Guard adds the whole app's)
         return JSONResponse(body, headers=headers, background=BackgroundTask(learn) if learn is not None else None)
 
     async def models(request: Request) -> Response:
