@@ -153,7 +153,7 @@ def test_cheap_level_learns_from_the_upstream_and_says_who_answered(start, upstr
     asked = sum(h["x-cascade-level"] == "upstream" for _, _, h in seen)
     assert stats["requests"] == 120 and stats["upstream_calls"] == asked == len(upstream.calls)
     assert stats["by_level"] == {"upstream": asked, "hashed_lr": 120 - asked}
-    assert stats["prompt_tokens"] == sum(p for _, p, _ in upstream.calls) and stats["labels_learned"] == asked
+    assert stats["prompt_tokens"] == sum(p for _, p, _ in upstream.calls) and stats["labels_learned"] + stats["labels_pending"] == asked
     assert client.models.list().data[0].id == "cascade"
 
 
@@ -364,3 +364,35 @@ def test_the_cli_server_saves_on_ctrl_c_and_restores_on_start(upstream: FakeOpen
         assert ("restored after 40 requests" in err) == (round_number == 2), err
     saved = json.loads(json.dumps(pickle.loads((tmp_path / "s.state").read_bytes())["totals"]))
     assert saved["requests"] == 80
+
+
+@pytest.mark.parametrize(("levels", "policy"), [("hashed", "ocl"), ("hashed,minilm", "threshold")])
+def test_the_adapter_state_round_trips_through_the_state_file(levels: str, policy: str, tmp_path: Path):
+    from atlas.endpoint import state_file
+    from atlas.endpoint.cascade_adapter import CascadeAdapter
+    from memory.embed import make_embedder
+
+    encoder = make_embedder("hash:64").encode  # stands in for MiniLM: the level only needs vectors
+    adapter = CascadeAdapter(2, levels=levels, policy=policy, encoder=encoder, warmup=10, seed=3)
+    rng = random.Random(4)
+    queued = []
+    for _ in range(150):  # labels learned eight at a time, as a busy endpoint does
+        text = review(rng)
+        route = adapter.route(text)
+        if route.wants_upstream:
+            queued.append((text, route, ("negative", "positive").index(rule(text))))
+        if len(queued) == 8:
+            fork = adapter.fork()
+            fork.learn_many(queued)
+            assert adapter.labels_learned_ == fork.labels_learned_ - 8  # the fork learned, the adapter did not
+            adapter.adopt(fork)
+            queued = []
+    path = tmp_path / "adapter.state"
+    state_file.write_atomic(path, state_file.dumps({"cascade": adapter.state()}))
+    again = CascadeAdapter(2, levels=levels, policy=policy, encoder=encoder, warmup=10, seed=3)
+    again.restore(state_file.read(path)["cascade"])
+    probes = [review(rng) for _ in range(20)]
+    assert [again.route(t).label for t in probes] == [adapter.route(t).label for t in probes]
+    assert again.level_names == adapter.level_names and again.labels_learned_ == adapter.labels_learned_ > 10
+    with pytest.raises(ValueError, match="outside 0..1"):
+        adapter.learn("x", adapter.route("x"), 2)

@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -77,11 +76,11 @@ def create_app(endpoint: CascadeEndpoint) -> Starlette:
             raise EndpointError(404, f"model {parsed.model!r} is not served here: ask for {config.served_name!r} (the cascade in front of "
                                      f"{config.model!r})", code="model_not_found", param="model")
         text = text_to_classify(parsed)
-        answer, learn = await endpoint.answer(text, [m.to_openai() for m in parsed.messages])
+        answer = await endpoint.answer(text, [m.to_openai() for m in parsed.messages])
         body = completion(endpoint.totals.requests, config.served_name, answer.label, answer.usage())
         headers = answer.headers()
         headers["server-timing"] = f"cascade;dur={(time.perf_counter() - started) * 1e3:.2f}"  # the handler (Guard adds the whole app's)
-        return JSONResponse(body, headers=headers, background=BackgroundTask(learn) if learn is not None else None)
+        return JSONResponse(body, headers=headers)
 
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": config.served_name, "object": "model", "created": 0, "owned_by": "atlas-cascade"}]})
@@ -116,6 +115,7 @@ def create_app(endpoint: CascadeEndpoint) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await saver
             try:
+                await endpoint.drain()
                 if endpoint.dirty or endpoint.saved_at is None:
                     endpoint.save()
             finally:

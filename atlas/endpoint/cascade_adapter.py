@@ -1,9 +1,12 @@
 """The endpoint's one contact with the cascade: one item at a time, in two steps.
 
 ``route`` climbs the cheap levels for one text and says who would answer (or that the item wants
-the upstream model); ``learn`` takes the upstream's label for a routed item and teaches every
+the upstream model); ``learn_many`` takes the upstream's labels for routed items and teaches every
 level (with replay) and the deferral policy, as ``OnlineCascade`` does for the items its LLM
-labelled. ``state``/``restore`` carry the learned parts (never the encoder) for the state file.
+labelled. Learning is slow next to answering (an SGD step over 2**18 hashed features takes tens of
+milliseconds), so a server learns on a ``fork`` in a worker thread and then ``adopt``s it, while
+the live adapter keeps answering. ``state``/``restore`` carry the learned parts (never the
+encoder) for the state file.
 
 Today's ``OnlineCascade`` answers whole batches and calls its LLM synchronously in the middle, which
 a server with concurrent upstream calls cannot use; this adapter composes the same parts (levels,
@@ -15,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import copy
+
 import numpy as np
 import sklearn
 
@@ -24,7 +29,8 @@ from policies.cascade.replay import ReplayBuffer
 
 UPSTREAM_COST = 100.0  # declared units, as the cascade's LLM level
 UPSTREAM_LEVEL = "upstream"
-REPLAY_PER_LABEL = 8  # earlier upstream answers mixed into each update
+REPLAY_PER_LABEL = 8  # earlier upstream answers mixed into each update, per fresh label
+REPLAY_MAX = 32  # at most this many per update (the stream cascade's replay_k)
 
 
 @dataclass(frozen=True)
@@ -83,22 +89,50 @@ class CascadeAdapter:
                 return Route(position, int(probs[0].argmax()), float(probs[0].max()), level.name, tuple(used), cost, False, tuple(seen))
         return Route(position, int(probs[0].argmax()), float(probs[0].max()), self.levels[-1].name, tuple(used), cost, True, tuple(seen))
 
-    def learn(self, text: str, route: Route, label: int) -> None:
-        """The upstream said ``label`` for ``text``: the policy learns where each level was wrong,
-        and every level fits the label with a sample of earlier ones."""
-        if not 0 <= label < self.classes:
-            raise ValueError(f"label {label} is outside 0..{self.classes - 1}")
-        for number, probs in enumerate(route.seen):
-            self.policy.learn(number, probs, probs.argmax(axis=1) != label)
-        batch = [(text, label)] + self.replay.sample(REPLAY_PER_LABEL)
+    def learn_many(self, items: Sequence[tuple[str, Route, int]]) -> None:
+        """The upstream said ``label`` for each (text, route, label): the policy learns where each
+        level was wrong, and every level takes one SGD step on the fresh labels with a sample of
+        earlier ones."""
+        for _, _, label in items:
+            if not 0 <= label < self.classes:
+                raise ValueError(f"label {label} is outside 0..{self.classes - 1}")
+        if not items:
+            return
+        for _, route, label in items:
+            for number, probs in enumerate(route.seen):
+                self.policy.learn(number, probs, probs.argmax(axis=1) != label)
+        fresh = [(text, label) for text, _, label in items]
+        batch = fresh + self.replay.sample(min(REPLAY_MAX, REPLAY_PER_LABEL * len(fresh)))
         for level in self.levels:
             level.partial_fit([t for t, _ in batch], [y for _, y in batch])
-        self.replay.add(text, label)
-        self.labels_learned_ += 1
+        for text, label in fresh:
+            self.replay.add(text, label)
+        self.labels_learned_ += len(fresh)
         for level in self.levels:
             forget = getattr(level, "forget", None)
             if forget is not None and len(getattr(level, "_vectors", ())) > 4 * self.replay.size:
                 forget([t for t, _ in self.replay.items])  # the vector cache keeps what replay may ask for
+
+    def learn(self, text: str, route: Route, label: int) -> None:
+        self.learn_many([(text, route, label)])
+
+    def fork(self) -> CascadeAdapter:
+        """A copy whose learning leaves this adapter untouched (the encoder and vectorizer are shared: they hold no learned state)."""
+        other = copy.copy(self)
+        other.levels = []
+        for level in self.levels:
+            clone = copy.copy(level)
+            clone.model_ = copy.deepcopy(level.model_)
+            if hasattr(level, "_vectors"):
+                clone._vectors = dict(level._vectors)
+            other.levels.append(clone)
+        other.policy = copy.deepcopy(self.policy)
+        other.replay = copy.deepcopy(self.replay)
+        return other
+
+    def adopt(self, learned: CascadeAdapter) -> None:
+        """Take what a fork learned. The routing count stays this adapter's (it kept answering)."""
+        self.levels, self.policy, self.replay, self.labels_learned_ = learned.levels, learned.policy, learned.replay, learned.labels_learned_
 
     def state(self) -> dict[str, Any]:
         """The learned parts, picklable (no encoder, no cached vectors)."""

@@ -4,21 +4,29 @@ learned state."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+import numpy as np
+
 from atlas.config import Price
 from atlas.endpoint import state_file
 from atlas.endpoint.budget import UpstreamBudget
-from atlas.endpoint.cascade_adapter import UPSTREAM_COST, UPSTREAM_LEVEL, CascadeAdapter
+from atlas.endpoint.cascade_adapter import UPSTREAM_COST, UPSTREAM_LEVEL, CascadeAdapter, Route
 from atlas.endpoint.config import EndpointConfig
 from atlas.endpoint.protocol import EndpointError
 from atlas.endpoint.state_file import StateFileError
 from atlas.endpoint.upstream import Upstream
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,7 +81,8 @@ class Answer:
 
 
 class CascadeEndpoint:
-    """One cascade, its budget and its upstream. Not thread-safe: the app runs every call on its event loop."""
+    """One cascade, its budget and its upstream. Every call runs on the app's event loop; only
+    learning runs in a worker thread, on a fork of the cascade that is adopted when it is done."""
 
     def __init__(self, config: EndpointConfig, adapter: CascadeAdapter, upstream: Upstream, price: Price | None = None) -> None:
         self.config = config
@@ -85,23 +94,26 @@ class CascadeEndpoint:
         self.dirty = False
         self.saved_at: float | None = None
         self.notices: list[str] = []
+        self._pending: list[tuple[str, Route, int]] = []  # upstream labels not yet learned
+        self._in_flight = 0  # labels being learned right now
+        self._learning: asyncio.Task[None] | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.config.labels
 
     # ------------------------------------------------------------------ answering
-    async def answer(self, text: str, client_messages: list[dict[str, Any]]) -> tuple[Answer, Callable[[], None] | None]:
-        """The answer to one text, and the learning step to run once the answer is sent (or None)."""
+    async def answer(self, text: str, client_messages: list[dict[str, Any]]) -> Answer:
+        """The answer to one text; an upstream label is queued for learning."""
         route = self.adapter.route(text)
         self.budget.count_request()
         self.totals.requests += 1
         self.dirty = True
         if not route.wants_upstream:
-            return self._count(Answer(self.labels[route.label], route.label, route.level, route.levels_used, route.confidence, route.cost, 0.0, "not-asked")), None
+            return self._count(Answer(self.labels[route.label], route.label, route.level, route.levels_used, route.confidence, route.cost, 0.0, "not-asked"))
         if not self.budget.admit():
             self.totals.budget_exhausted += 1
-            return self._count(Answer(self.labels[route.label], route.label, route.level, route.levels_used, route.confidence, route.cost, 0.0, "over-budget")), None
+            return self._count(Answer(self.labels[route.label], route.label, route.level, route.levels_used, route.confidence, route.cost, 0.0, "over-budget"))
         self.totals.upstream_calls += 1
         try:
             reply = await self.upstream.classify(text, client_messages)
@@ -115,15 +127,43 @@ class CascadeEndpoint:
             self.totals.upstream_unparsed += 1
             answer = Answer(self.labels[route.label], route.label, route.level, used, route.confidence, cost, dollars, "unparsed",
                             reply.prompt_tokens, reply.completion_tokens)
-            return self._count(answer), None
+            return self._count(answer)
         label = reply.label
-        answer = Answer(self.labels[label], label, UPSTREAM_LEVEL, used, None, cost, dollars, "answered", reply.prompt_tokens, reply.completion_tokens)
+        self._queue(text, route, label)
+        return self._count(Answer(self.labels[label], label, UPSTREAM_LEVEL, used, None, cost, dollars, "answered", reply.prompt_tokens, reply.completion_tokens))
 
-        def learn() -> None:
-            self.adapter.learn(text, route, label)
-            self.dirty = True
+    # ------------------------------------------------------------------ learning
+    def _queue(self, text: str, route: Route, label: int) -> None:
+        self._pending.append((text, route, label))
+        if self._learning is None or self._learning.done():
+            self._learning = asyncio.get_running_loop().create_task(self._learn_pending())
 
-        return self._count(answer), learn
+    async def _learn_pending(self) -> None:
+        """Learn every queued label: on a fork, in a worker thread (SGD releases the GIL), then
+        adopted on the loop. Labels that arrive meanwhile make the next, larger, step."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            self._in_flight = len(batch)
+            try:
+                fork = self.adapter.fork()
+                await anyio.to_thread.run_sync(fork.learn_many, batch)
+                self.adapter.adopt(fork)
+                self.dirty = True
+            except Exception:  # a bug in learning must not stop the answering; it is logged, the labels dropped
+                log.exception("cascade endpoint: learning from %d upstream labels failed; they were dropped", len(batch))
+            finally:
+                self._in_flight = 0
+
+    async def drain(self) -> None:
+        """Wait until every queued label is learned (before the last save)."""
+        while self._learning is not None and not self._learning.done():
+            await self._learning
+        if self._pending:
+            await self._learn_pending()
+
+    @property
+    def labels_pending(self) -> int:
+        return len(self._pending) + self._in_flight
 
     def _count(self, answer: Answer) -> Answer:
         t = self.totals
@@ -141,7 +181,7 @@ class CascadeEndpoint:
             "upstream_share": t.upstream_calls / t.requests if t.requests else 0.0,
             "cost_upstream_only": UPSTREAM_COST * t.requests,
             "labels": list(self.labels), "levels": self.adapter.level_names, "policy": self.config.policy,
-            "labels_learned": self.adapter.labels_learned_,
+            "labels_learned": self.adapter.labels_learned_, "labels_pending": self.labels_pending,
             "budget": {"share": self.budget.share, "floor": self.budget.floor, "allowance": self.budget.allowance(), "used": self.budget.upstream_},
             "upstream": {"base_url": self.config.upstream, "model": self.config.model},
             "state_file": str(self.config.state) if self.config.state else None,
@@ -207,7 +247,11 @@ def open_endpoint(config: EndpointConfig, price: Price | None = None) -> Cascade
         from memory.embed import make_embedder
 
         embedder = make_embedder("minilm")
-        encoder = lambda texts: embedder.encode([" ".join(t.split()[:96]) for t in texts])  # noqa: E731 (as `atlas cascade run`)
+        lock = threading.Lock()  # the loop answers while a worker thread learns: one encode at a time
+
+        def encoder(texts: Sequence[str]) -> np.ndarray:
+            with lock:
+                return embedder.encode([" ".join(t.split()[:96]) for t in texts])  # as `atlas cascade run`
     adapter = CascadeAdapter(len(config.labels), levels=config.levels, policy=config.policy, threshold=config.threshold, mu=config.mu,
                              seed=config.seed, encoder=encoder, warmup=config.warmup)
     key = config.upstream_key.get_secret_value() if config.upstream_key else None
