@@ -396,3 +396,34 @@ def test_the_adapter_state_round_trips_through_the_state_file(levels: str, polic
     assert again.level_names == adapter.level_names and again.labels_learned_ == adapter.labels_learned_ > 10
     with pytest.raises(ValueError, match="outside 0..1"):
         adapter.learn("x", adapter.route("x"), 2)
+
+
+def test_concurrent_requests_share_the_upstream_and_never_overspend_the_budget(start, upstream: FakeOpenAIServer):
+    import asyncio
+
+    upstream.latency_s = 0.3
+    served = start(budget=0.0, budget_floor=5, warmup=0)
+    rng = random.Random(5)
+    texts = [review(rng) for _ in range(20)]
+
+    async def main() -> list[Any]:
+        async with openai.AsyncOpenAI(base_url=served.url, api_key="unused", max_retries=0) as client:
+            calls = [client.chat.completions.with_raw_response.create(model="cascade", messages=[{"role": "user", "content": t}]) for t in texts]
+            return await asyncio.gather(*calls)
+
+    started = time.monotonic()
+    answers = asyncio.run(main())
+    elapsed = time.monotonic() - started
+    kinds = [raw.headers["x-cascade-upstream"] for raw in answers]
+    assert kinds.count("answered") == 5 and kinds.count("over-budget") == 15 and len(upstream.calls) == 5
+    assert elapsed < 5 * 0.3, elapsed  # the five upstream calls were in flight together
+
+
+@pytest.mark.slow
+def test_serve_bench_runs_and_reports_every_path(tmp_path: Path):
+    from benchmarks.cascade.serve_bench import run_serve_bench
+
+    results = run_serve_bench(tmp_path / "bench", train=80, requests=20, upstream_latency_s=0.0, seed=1)
+    assert set(results["paths"]) >= {"upstream only (straight to the fake upstream)", "endpoint, a cheap level answered"}
+    assert results["paths"]["upstream only (straight to the fake upstream)"]["n"] == 20 and results["state_saved"]
+    assert results["endpoint_stats"]["requests"] >= 100 and len(results["summary"]) == 5
