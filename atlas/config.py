@@ -26,6 +26,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "OPENAI_BASE_URL": "openai.base_url",
     "ATLAS_LLM_CACHE": "cache.enabled",
     "ATLAS_UI_TOKEN": "ui.token",
+    "ATLAS_SERVE_TOKEN": "serve.token",
 }
 
 
@@ -153,6 +154,15 @@ class UISettings(_Strict):
     page_size: int = Field(default=100, ge=1, le=100_000, description="pamphlets per list page (per_page=all shows every one)")
 
 
+class ServeSettings(_Strict):
+    """`atlas cascade serve`: the cascade as an OpenAI-compatible endpoint."""
+
+    host: str = Field(default="127.0.0.1", description="where `atlas cascade serve` listens")
+    port: int = Field(default=8767, ge=1, le=65535, description="its port")
+    token: SecretStr | None = Field(default=None, description="Bearer key clients must send; required when host is not a loopback address")
+    save_every_s: float = Field(default=60.0, gt=0, description="how often the learned state is saved (and always at shutdown)")
+
+
 class AtlasSettings(_Strict):
     home: Path = Field(default=Path(".atlas"), description="where memory, caches and models live")
     models_dir: Path | None = Field(default=None, description="default: $ATLAS_HOME/models")
@@ -163,6 +173,7 @@ class AtlasSettings(_Strict):
     agents: AgentSettings = AgentSettings()
     mcp: MCPSettings = MCPSettings()
     ui: UISettings = UISettings()
+    serve: ServeSettings = ServeSettings()
     prices: dict[str, Price] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="dollars per 1M tokens by model name prefix; `default` prices any model not listed (with a warning)",

@@ -47,15 +47,22 @@ class Fault:
 
 
 def echo_replier(messages: list[dict[str, Any]]) -> str:
-    return "echo: " + (messages[-1].get("content") or "")
+    return "echo: " + content_text(messages[-1].get("content"))
 
 
 def word_count(text: str) -> int:
     return len(text.split())
 
 
+def content_text(content: Any) -> str:
+    """A message's text: its string content, or the text parts of a multi-part content."""
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text") or "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return content or ""
+
+
 def _text_of(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
-    parts = [m.get("content") or "" for m in messages]
+    parts = [content_text(m.get("content")) for m in messages]
     parts += [json.dumps(c) for m in messages for c in m.get("tool_calls") or []]
     parts += [json.dumps(t) for t in tools or []]
     return "\n".join(parts)

@@ -1,4 +1,5 @@
-"""The search hot path's SQL: the sequence stamp and the hit rows, through one raw DB-API connection.
+"""The hot paths' SQL through one raw DB-API connection: the sequence stamp, the hit rows of a
+search, and the lean rows of a full listing (the web page's list of every pamphlet).
 
 SQLAlchemy's statement building and row mapping cost more than the query itself on a search
 (about 0.6 ms against 0.04 ms for the rows of 10 hits). Here one connection is kept for the
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 
 from sqlalchemy import Engine
 
-from memory.schema import Pamphlet, Provenance
+from memory.schema import Pamphlet, PamphletSummary, Provenance, TrackRecord
 from memory.sqlutil import utc
 
 M = TypeVar("M", bound=BaseModel)
@@ -26,6 +27,7 @@ COLUMNS = (
     "id", "text", "plan", "audience", "tags", "cue", "provenance", "embedding_model", "embedding_dim",
     "content_hash", "created_at", "updated_at", "deleted", "version",
 )
+SUMMARY_COLUMNS = ("id", "text", "audience", "tags", "cue", "version", "deleted", "created_at", "updated_at")
 
 
 class HitReader:
@@ -89,6 +91,36 @@ class HitReader:
         data["tags"] = data["tags"] or []
         data["provenance"] = trusted(Provenance, {**PROVENANCE_DEFAULTS, **data["provenance"]})
         return trusted(Pamphlet, data)
+
+    def summaries(self, include_deleted: bool = False, limit: int | None = None, offset: int = 0) -> list[PamphletSummary]:
+        """Pamphlets by id as :class:`PamphletSummary` rows: one statement, no JSON beyond the
+        tags, no model validation (10,000 rows in tens of milliseconds instead of most of a second)."""
+        sql = f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM pamphlets"
+        if not include_deleted:
+            sql += " WHERE NOT deleted"
+        sql += " ORDER BY id"
+        params: list[int] = []
+        if limit is not None or offset:
+            sql += f" LIMIT {self._mark} OFFSET {self._mark}"
+            params = [-1 if limit is None and self._sqlite else limit, offset]  # type: ignore[list-item]
+        loads, parse, make = orjson.loads, datetime.fromisoformat, PamphletSummary._make
+        out = []
+        for pamphlet_id, text, audience, tags, cue, version, deleted, created, updated in self._run(sql, params):
+            if isinstance(tags, (str, bytes)):
+                tags = loads(tags)
+            if isinstance(created, str):
+                created, updated = parse(created), parse(updated)
+            out.append(make((pamphlet_id, text, audience, tags or [], cue, version, bool(deleted), utc(created), utc(updated))))
+        return out
+
+    def all_track_records(self) -> dict[int, TrackRecord]:
+        """The track record of every pamphlet that has one (one grouped scan of the usage table)."""
+        rows = self._run("SELECT pamphlet_id, COUNT(*), AVG(reward), MAX(used_at) FROM pamphlet_uses GROUP BY pamphlet_id")
+        parse = datetime.fromisoformat
+        return {
+            pamphlet_id: trusted(TrackRecord, {"uses": count, "mean_reward": float(mean), "last_used_at": utc(parse(last) if isinstance(last, str) else last)})
+            for pamphlet_id, count, mean, last in rows
+        }
 
     def close(self) -> None:
         with self._lock:

@@ -41,7 +41,7 @@ from memory.index import VectorIndex, remove_leftovers
 from memory.locking import file_lock
 from memory import mirror as mirror_policy
 from memory.mirror import INDEX_POLICIES, Entry, IndexMirror
-from memory.schema import Pamphlet, PamphletIn, PamphletVersion, SearchHit, TrackRecord
+from memory.schema import Pamphlet, PamphletIn, PamphletSummary, PamphletVersion, SearchHit, TrackRecord
 from memory.sqlutil import chunks, now, utc
 from memory.transfer import (
     BATCH,
@@ -606,6 +606,16 @@ class MemoryStore:
         with self.engine.connect() as conn:
             ids = list(conn.execute(query).scalars())
         return self.get_many(ids)
+
+    def summaries(self, include_deleted: bool = False, limit: int | None = None, offset: int = 0) -> builtins.list[PamphletSummary]:
+        """Every pamphlet (or a slice) by id, as the lean rows a list shows and filters on: text,
+        audience, tags, cue, version, deleted and times, without plan or provenance. Much faster
+        than :meth:`list` over thousands of rows (raw DB-API, no validation)."""
+        return self._hits.summaries(include_deleted=include_deleted, limit=limit, offset=offset)
+
+    def all_track_records(self) -> dict[int, TrackRecord]:
+        """Track records of every pamphlet used at least once (unused ones are absent)."""
+        return self._hits.all_track_records()
 
     def search(
         self,

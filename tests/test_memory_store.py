@@ -114,6 +114,29 @@ def test_list_filters_and_stats(store):
     assert stats["top_tags"]["soc"] == 2 and stats["index"]["vectors"] == 4
 
 
+def test_summaries_match_the_full_rows_and_track_records(store):
+    ids = seed(store)
+    store.delete(ids[1], changed_by="test")
+    store.update(ids[2], text="trace the hash across DeviceFileEvents and DeviceProcessEvents", changed_by="test")
+    store.record_use(ids[0], "ep-1", 1.0)
+    store.record_use(ids[0], "ep-2", 0.0)
+    full = {p.id: p for p in store.list(include_deleted=True, limit=None)}
+    every = store.summaries(include_deleted=True)
+    assert [s.id for s in every] == sorted(full)
+    for summary in every:
+        pamphlet = full[summary.id]
+        assert (summary.text, summary.audience, summary.tags, summary.cue, summary.version, summary.deleted) == (
+            pamphlet.text, pamphlet.audience, pamphlet.tags, pamphlet.cue, pamphlet.version, pamphlet.deleted)
+        assert summary.created_at == pamphlet.created_at and summary.updated_at == pamphlet.updated_at
+        assert summary.updated_at.tzinfo is not None
+    assert [s.id for s in store.summaries()] == [i for i in ids if i != ids[1]]
+    assert [s.id for s in store.summaries(limit=2, offset=1)] == [ids[2], ids[3]]
+    assert [s.id for s in store.summaries(include_deleted=True, offset=3)] == [ids[3]]
+    records = store.all_track_records()
+    assert set(records) == {ids[0]}
+    assert records[ids[0]] == store.track_record(ids[0])
+
+
 def test_export_import_round_trip_is_lossless(store, tmp_path):
     ids = seed(store)
     store.update(ids[0], text="check SigninLogs for risky sign-ins (edited)")

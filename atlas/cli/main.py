@@ -14,6 +14,7 @@ from rich.table import Table
 from atlas import __version__
 from atlas.cli.bench import bench_app
 from atlas.cli.cascade import cascade_app
+from atlas.cli.cascade_serve import serve_bench_command, serve_command
 from atlas.cli.continual import cl_app
 from atlas.cli.common import CliState, console, err_console, print_json, state
 from atlas.cli.llm import llm_app
@@ -41,6 +42,8 @@ app.command("demo")(demo_command)
 bench_app.command("atlas")(bench_atlas_command)
 bench_app.command("standin")(bench_standin_command)
 bench_app.command("local-agent")(bench_local_agent_command)
+cascade_app.command("serve")(serve_command)
+cascade_app.command("serve-bench")(serve_bench_command)
 
 STATUS_STYLE = {"ok": "[green]ok[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]skip[/]"}
 

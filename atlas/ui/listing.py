@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atlas.pamphlet_input import parse_tags
-from memory.schema import Pamphlet, TrackRecord
+from memory.schema import Pamphlet, PamphletSummary, TrackRecord
 from memory.store import MemoryStore
 
 SortKey = Literal[
@@ -62,9 +62,14 @@ class ListQuery(BaseModel):
         return self.sort or ("-score" if self.q else "id")
 
 
-@dataclass(frozen=True)
+Listed = Pamphlet | PamphletSummary  # search hits are whole pamphlets; the rest are lean rows
+EMPTY_RECORD = TrackRecord()
+WHOLE_TABLE = 900  # from this many rows on, one grouped scan of the usage table beats IN lists
+
+
+@dataclass(frozen=True, slots=True)
 class Row:
-    pamphlet: Pamphlet
+    pamphlet: Listed
     record: TrackRecord
     score: float | None = None
 
@@ -80,15 +85,15 @@ class Listing:
 
 
 class PamphletSnapshot:
-    """Every pamphlet (deleted ones too), read once and re-read only after a change, so the full
-    list and its filters cost a scan of objects instead of thousands of row reads.
+    """Every pamphlet (deleted ones too) as lean summaries, read once and re-read only after a
+    change, so the full list and its filters cost a scan of objects instead of a query.
 
     A change is noticed by :meth:`check`, called first on every list request: ``MemoryStore.sync``
     reports what other processes committed; this process's own writes call :meth:`invalidate`."""
 
     def __init__(self, memory: MemoryStore) -> None:
         self.memory = memory
-        self._rows: list[Pamphlet] | None = None
+        self._rows: list[PamphletSummary] | None = None
 
     def check(self) -> None:
         if self.memory.sync():
@@ -97,10 +102,18 @@ class PamphletSnapshot:
     def invalidate(self) -> None:
         self._rows = None
 
-    def rows(self) -> list[Pamphlet]:
+    def rows(self) -> list[PamphletSummary]:
         if self._rows is None:
-            self._rows = self.memory.list(include_deleted=True, limit=None)
+            self._rows = self.memory.summaries(include_deleted=True)
         return self._rows
+
+
+def _records(memory: MemoryStore, ids: list[int]) -> dict[int, TrackRecord]:
+    """Track records of ``ids`` (an empty record for an unused pamphlet)."""
+    if len(ids) >= WHOLE_TABLE:
+        used = memory.all_track_records()
+        return {i: used.get(i, EMPTY_RECORD) for i in ids}
+    return memory.track_records(ids)
 
 
 SORT_VALUES = {
@@ -136,15 +149,15 @@ def _by_id_page(memory: MemoryStore, query: ListQuery, page_size: int) -> Listin
     page = min(query.page, pages)
     start = (page - 1) * per_page if query.sort_key == "id" else max(0, total - page * per_page)
     count = per_page if query.sort_key == "id" else total - (page - 1) * per_page - start
-    chosen = memory.list(limit=count, offset=start)
+    chosen = memory.summaries(limit=count, offset=start)
     if query.sort_key == "-id":
         chosen.reverse()
-    records = memory.track_records([p.id for p in chosen])
+    records = _records(memory, [p.id for p in chosen])
     rows = [Row(p, records[p.id]) for p in chosen]
     return Listing(rows=rows, total=total, page=page, pages=pages, per_page=per_page, searched=False)
 
 
-def _matches(p: Pamphlet, query: ListQuery, wanted_tags: set[str]) -> bool:
+def _matches(p: Listed, query: ListQuery, wanted_tags: set[str]) -> bool:
     return (
         (query.status == "all" or p.deleted == (query.status == "deleted"))
         and (not query.audience or p.audience == query.audience)
@@ -162,7 +175,7 @@ def build_listing(memory: MemoryStore, query: ListQuery, page_size: int, snapsho
         return fast
     if query.q:
         hits = memory.search(query.q, k=query.k, audience=query.audience or None, tags=query.tags)
-        found = [(h.pamphlet, h.score) for h in hits]
+        found: list[tuple[Listed, float | None]] = [(h.pamphlet, h.score) for h in hits]
     else:
         wanted = set(query.tags)
         found = [(p, None) for p in snapshot.rows() if _matches(p, query, wanted)]
@@ -177,11 +190,10 @@ def build_listing(memory: MemoryStore, query: ListQuery, page_size: int, snapsho
     pages = max(1, math.ceil(len(found) / size)) if size else 1
     page = min(query.page, pages)
     if needs_records:
-        records = memory.track_records([p.id for p, _ in found])
+        records = _records(memory, [p.id for p, _ in found])
         rows = _sorted([Row(p, records[p.id], s) for p, s in found], key)[(page - 1) * size : page * size]
     else:
-        empty = TrackRecord()
-        chosen = _sorted([Row(p, empty, s) for p, s in found], key)[(page - 1) * size : page * size]
-        records = memory.track_records([r.pamphlet.id for r in chosen])
+        chosen = _sorted([Row(p, EMPTY_RECORD, s) for p, s in found], key)[(page - 1) * size : page * size]
+        records = _records(memory, [r.pamphlet.id for r in chosen])
         rows = [Row(r.pamphlet, records[r.pamphlet.id], r.score) for r in chosen]
     return Listing(rows=rows, total=len(found), page=page, pages=pages, per_page=per_page, searched=bool(query.q))
