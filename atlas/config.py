@@ -126,6 +126,7 @@ class AgentSettings(_Strict):
     student_max_tokens: int = Field(default=512, ge=16, description="completion tokens per student call")
     teacher_max_tokens: int = Field(default=768, ge=16, description="completion tokens per teacher call")
     keep_full_observations: int = Field(default=1, ge=1, le=50, description="latest query results kept whole in a prompt (older ones compacted)")
+    keep_compact_observations: int = Field(default=1, ge=0, le=50, description="query results before those kept compacted (status, header, two rows); older ones fold to one line")
     max_llm_calls: int = Field(default=64, ge=1, description="hard cap on model calls per episode")
     max_plans: int = Field(default=2, ge=1, le=10, description="alternative plans a student may try per episode")
     plan_min_score: float = Field(default=0.3, ge=-1, le=1, description="retrieval score a note needs to be offered as a plan")

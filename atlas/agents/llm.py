@@ -120,7 +120,7 @@ class Investigator:
         conversation = Conversation(
             head=[ChatMessage(role="system", content=system), ChatMessage(role="user", content=task_message(task, notes, plan, guidance))],
             budget=self.prompt_tokens, estimator=turns.estimator, tools=(RUN_SQL.spec, SUBMIT.spec) if turns.mode == "tools" else (),
-            keep_full=self.settings.keep_full_observations,
+            keep_full=self.settings.keep_full_observations, keep_compact=self.settings.keep_compact_observations,
         )
         trace: list[dict[str, Any]] = []
         route: dict[str, Any] = {"queries": [], "trace": trace, "replies": turns.counts()}
@@ -262,7 +262,7 @@ class LLMTeacher(_LLMAgent):
         conversation = Conversation(
             head=[ChatMessage(role="system", content=system), ChatMessage(role="user", content=prompt)],
             budget=self.settings.teacher_prompt_tokens, estimator=turns.estimator,
-            tools=tuple(k.spec for k in kinds) if turns.mode == "tools" else (), keep_full=self.settings.keep_full_observations,
+            tools=tuple(k.spec for k in kinds) if turns.mode == "tools" else (), keep_full=self.settings.keep_full_observations, keep_compact=self.settings.keep_compact_observations,
         )
         try:
             while True:
