@@ -49,6 +49,7 @@ def test_online_single_pass_on_permuted_digits(tmp_path: Path) -> None:
     assert isinstance(results["learners"]["ewc"]["fwt"], float) and results["notes"] == {}
 
 
+@pytest.mark.slow
 def test_text_domains_on_real_minilm_vectors_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATLAS_HOME", str(tmp_path / "home"))
     args = ["cl", "run", "--scenario", "text-domains", "--learners", "ncm,ridge", "--seeds", "1", "--per-domain", "24"]

