@@ -16,51 +16,73 @@ from atlas.errors import AtlasError
 cascade_app = typer.Typer(help="Cost-bounded stream inference: online cascades that learn to imitate an LLM.", no_args_is_help=True)
 
 
+TASK_HELP = "the task: a built-in name (sentiment, text-sources) or a YAML/JSON task file (default: the stream's own)"
+
+
+def _task(task: str | None, stream: str, labels: str | None, prompt: str | None, label_words: str | None, headline: str | None):
+    """The run's task from --task and the flags that override it (validated; errors exit 2)."""
+    from benchmarks.streams.tasks import parse_words, resolve_task
+
+    names = [x.strip() for x in labels.split(",") if x.strip()] if labels is not None else None
+    if labels is not None and not names:
+        raise typer.BadParameter("give the labels as a comma-separated list, e.g. --labels democrat,republican", param_hint="--labels")
+    return resolve_task(task, stream, names, prompt, parse_words(label_words) if label_words else None, headline)
+
+
 @cascade_app.command()
 def annotate(
     ctx: typer.Context,
-    stream: str = typer.Option("imdb", "--stream", help="imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, or a .csv/.jsonl file"),
+    stream: str = typer.Option("imdb", "--stream", help="imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, text-sources, or a .csv/.jsonl file"),
     limit: int = typer.Option(5000, "--limit", min=1, help="first N items of the (seeded) stream"),
     llm: str = typer.Option("local", "--llm", help="local, openai:MODEL, ..."),
     out: Path = typer.Option(..., "--out", "-o", help="JSONL file of recorded answers"),
     seed: int = typer.Option(0, "--seed"),
     batch: int = typer.Option(16, "--batch", min=1, help="items per model call batch"),
     resume: bool = typer.Option(False, "--resume", help="continue a file cut short"),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    labels: str | None = typer.Option(None, "--labels", help="class names, comma-separated (a task without a file)"),
+    prompt: str | None = typer.Option(None, "--prompt", help="prompt template with {text} (and optionally {labels})"),
+    label_words: str | None = typer.Option(None, "--label-words", help="label=word|other,... : the words the LLM answers with"),
 ) -> None:
-    """Record the LLM level's answers on a stream (id, label, class probabilities, model) for replay."""
+    """Record the LLM level's answers on a stream (id, label name, class probabilities, model) for replay."""
     from atlas.llm import Meter, make_llm
-    from atlas.llm.classify import SENTIMENT_PROMPT, ZeroShotClassifier
+    from atlas.llm.classify import LabelPrompt, ZeroShotClassifier
+    from atlas.llm.recorded import header, read_records, record
     from benchmarks.streams.items import load_stream
 
     settings = state(ctx).settings
-    items = load_stream(stream, limit, seed).items
+    the_task = _task(task, stream, labels, prompt, label_words, None)
+    items = load_stream(stream, limit, seed, the_task.labels).items
     done: list[dict] = []
     if out.exists():
         if not resume:
             raise AtlasError(f"{out} exists; pass --resume to continue it or choose another --out")
-        done = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
+        head, done = read_records(out)
+        if head is not None and [str(x).lower() for x in head.get("labels") or []] != [x.lower() for x in the_task.labels]:
+            raise AtlasError(f"{out} was recorded for the labels {', '.join(map(str, head.get('labels') or []))}, not this task's ({', '.join(the_task.labels)}); it cannot be resumed")
         expected = [i.id for i in items[: len(done)]]
-        if [d["id"] for d in done] != expected:
+        if [str(d.get("id")) for d in done] != expected:
             raise AtlasError(f"{out} was recorded on another stream, seed or order; it cannot be resumed with these options")
     meter = Meter()
     client = make_llm(llm, settings, meter=meter)
-    classifier = ZeroShotClassifier(client, SENTIMENT_PROMPT)
+    classifier = ZeroShotClassifier(client, LabelPrompt.from_task(the_task))
     if done:  # batch calibration is a running mean over the stream so far: restore it
         raw_done = np.array([d["raw"] for d in done])
         classifier.label_sum_, classifier.n_seen_ = raw_done.sum(axis=0), len(done)
     started = time.perf_counter()
     todo = items[len(done):]
     with out.open("a", encoding="utf-8") as sink, Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
-        task = bar.add_task("annotate", total=len(items), completed=len(done))
+        if not done:
+            sink.write(json.dumps(header(the_task.name, the_task.labels, client.model, stream, seed)) + "\n")
+        progress = bar.add_task("annotate", total=len(items), completed=len(done))
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
             raw = classifier.raw_proba([i.text for i in chunk])
             probs = classifier.calibrate(raw)
             for item, r, p in zip(chunk, raw, probs):
-                record = {"id": item.id, "label": int(np.argmax(p)), "probs": [round(float(x), 6) for x in p], "raw": [round(float(x), 6) for x in r], "model": client.model}
-                sink.write(json.dumps(record) + "\n")
+                sink.write(json.dumps(record(item.id, item.text, the_task.labels, int(np.argmax(p)), p, r, client.model)) + "\n")
             sink.flush()
-            bar.update(task, advance=len(chunk))
+            bar.update(progress, advance=len(chunk))
     seconds = time.perf_counter() - started
     totals = meter.totals()
     console.print(f"recorded {len(todo)} answers ({len(items)} in {out}) in {seconds:.0f} s: {len(todo) / max(seconds, 1e-9):.2f} items/s, {totals.prompt_tokens:,} prompt tokens, ${totals.cost_usd:.4f}")
