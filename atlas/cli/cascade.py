@@ -89,8 +89,15 @@ def annotate(
 
 
 def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, budget: float | None, budget_window: int | None,
-             threshold: float, levels: str, seed: int, batch: int):
+             threshold: float, levels: str, seed: int, batch: int, task=None):
+    import math
+
     from benchmarks.cascade.run import POLICIES, CascadeOptions
+
+    if not math.isfinite(mu) or mu < 0:
+        raise typer.BadParameter(f"mu weighs the cost of deferring and must be a number >= 0, got {mu:g}", param_hint="--mu")
+    if not 0.0 <= threshold <= 1.0:
+        raise typer.BadParameter(f"threshold is the top class probability a level needs to answer, a number in [0, 1], got {threshold:g}", param_hint="--threshold")
 
     if policy not in POLICIES:
         raise typer.BadParameter(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}", param_hint="--policy")
@@ -99,10 +106,10 @@ def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, b
     if budget is not None and not 0.0 <= budget <= 1.0:
         raise typer.BadParameter(f"budget must be a fraction in [0, 1], got {budget}", param_hint="--budget")
     return CascadeOptions(stream=stream, limit=limit, llm=llm, policy=policy, mu=mu, budget=budget, budget_window=budget_window,
-                          threshold=threshold, embeddings=levels == "hashed,minilm", seed=seed, batch_size=batch)
+                          threshold=threshold, embeddings=levels == "hashed,minilm", seed=seed, batch_size=batch, task=task)
 
 
-STREAM_HELP = "imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, or a .csv/.jsonl file with text (and label)"
+STREAM_HELP = "imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, text-sources, or a .csv/.jsonl file with text (and label)"
 LLM_HELP = "annotations:FILE (recorded answers), local, or openai:MODEL"
 DEFAULT_ANNOTATIONS = "annotations:imdb-local-5000.jsonl"  # shipped: local model, seeded IMDB, first 5,000
 
@@ -122,15 +129,23 @@ def run_command(
     seed: int = typer.Option(0, "--seed"),
     batch: int = typer.Option(32, "--batch", min=1, help="items answered before the levels learn from them"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, items.jsonl and plots"),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    labels: str | None = typer.Option(None, "--labels", help="class names, comma-separated (a task without a file)"),
+    prompt: str | None = typer.Option(None, "--prompt", help="prompt template with {text} (and optionally {labels})"),
+    label_words: str | None = typer.Option(None, "--label-words", help="label=word|other,... : the words the LLM answers with"),
+    headline: str | None = typer.Option(None, "--headline", help="the class whose recall is the headline figure (a rare class)"),
 ) -> None:
     """Answer a stream with an online cascade; write results.json, per-item JSONL and plots."""
     from benchmarks.cascade.run import run_cascade
 
-    options = _options(stream, limit, llm, policy, mu, budget, budget_window, threshold, levels, seed, batch)
+    options = _options(stream, limit, llm, policy, mu, budget, budget_window, threshold, levels, seed, batch,
+                       _task(task, stream, labels, prompt, label_words, headline))
     with Progress(TextColumn("cascade"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
         task = bar.add_task("cascade", total=limit)
         results = run_cascade(options, state(ctx).settings, out, progress=lambda done: bar.update(task, completed=done))
-    shown = ("n", "accuracy", "llm_accuracy", "agreement_with_llm", "llm_fraction", "cost", "cost_llm_only", "items_per_s_non_llm", "level_shares")
+    shown = ("n", "accuracy", "macro_f1", "llm_accuracy", "llm_macro_f1", "agreement_with_llm", "llm_fraction", "cost", "cost_llm_only", "items_per_s_non_llm", "level_shares")
+    if results.get("headline_class"):
+        shown += ("headline_class", "headline_recall", "llm_headline_recall")
     for key in shown:
         value = results[key]
         console.print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}", highlight=False)
@@ -147,9 +162,14 @@ def sweep(
     levels: str = typer.Option("hashed", "--levels"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o"),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    labels: str | None = typer.Option(None, "--labels", help="class names, comma-separated (a task without a file)"),
+    headline: str | None = typer.Option(None, "--headline", help="the class whose recall is the headline figure"),
 ) -> None:
     """The accuracy-cost frontier of the ocl policy over mu, with its plot; marks where it matches LLM-only accuracy."""
     from benchmarks.cascade.run import run_cascade
+
+    the_task = _task(task, stream, labels, None, None, headline)
 
     try:
         values = [float(x) for x in mu.split(",") if x.strip()]
@@ -157,9 +177,11 @@ def sweep(
         raise typer.BadParameter(f"--mu must be comma-separated numbers, got {mu!r}", param_hint="--mu") from None
     points = []
     for value in values:
-        options = _options(stream, limit, llm, "ocl", value, None, None, 0.7, levels, seed, 32)
+        options = _options(stream, limit, llm, "ocl", value, None, None, 0.7, levels, seed, 32, the_task)
         result = run_cascade(options, state(ctx).settings, out / f"mu-{value:g}")
-        points.append({"mu": value, "accuracy": result["accuracy"], "llm_fraction": result["llm_fraction"], "cost": result["cost"], "cost_llm_only": result["cost_llm_only"], "llm_accuracy": result["llm_accuracy"]})
+        points.append({"mu": value, "accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "llm_fraction": result["llm_fraction"], "cost": result["cost"],
+                       "cost_llm_only": result["cost_llm_only"], "llm_accuracy": result["llm_accuracy"], "llm_macro_f1": result["llm_macro_f1"],
+                       "headline_recall": result["headline_recall"]})
         console.print(f"mu {value:g}: accuracy {result['accuracy']:.4f}, LLM share {result['llm_fraction']:.3f}", highlight=False)
     llm_accuracy = points[0]["llm_accuracy"] if points else None
     matching = [p for p in points if llm_accuracy is not None and p["accuracy"] is not None and p["accuracy"] >= llm_accuracy - 0.01]

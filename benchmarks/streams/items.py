@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from contextlib import contextmanager
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 

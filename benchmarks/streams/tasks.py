@@ -50,16 +50,13 @@ def read_task_file(path: Path) -> dict[str, Any]:
         raw = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise TaskError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(raw)
-        else:
-            import yaml
+    import yaml
 
-            data = yaml.safe_load(raw)
-    except (json.JSONDecodeError, ValueError) as error:
-        raise TaskError(f"{path}: not valid JSON ({error})") from None
-    except Exception as error:  # yaml.YAMLError: the message carries line and column
+    try:
+        data = json.loads(raw) if path.suffix.lower() == ".json" else yaml.safe_load(raw)
+    except json.JSONDecodeError as error:
+        raise TaskError(f"{path}, line {error.lineno}: not valid JSON ({error.msg})") from None
+    except yaml.YAMLError as error:  # the message carries line and column
         raise TaskError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(data, dict):
         raise TaskError(f"{path}: a task file holds a mapping (labels:, prompt:, words:, ...), not {type(data).__name__}")
@@ -100,8 +97,6 @@ def resolve_task(spec: str | None = None, stream: str | None = None, labels: Seq
     for key, value in overrides.items():
         if value is not None:
             base[key] = value
-    if labels and not spec and not words:
-        base.pop("words", None)
     if overrides["labels"] and "words" in base and base["words"] and set(base["words"]) - set(overrides["labels"]):
         base.pop("words")  # a new label set: the old task's words cannot apply
     try:
