@@ -46,7 +46,8 @@ def annotate(
 ) -> None:
     """Record the LLM level's answers on a stream (id, label name, class probabilities, model) for replay."""
     from atlas.llm import Meter, make_llm
-    from atlas.llm.classify import LabelPrompt, ZeroShotClassifier
+    from atlas.llm.answerers import LiveAnswerer
+    from atlas.llm.classify import LabelPrompt, ZeroShotClassifier, can_score_exactly
     from atlas.llm.recorded import header, read_records, record
     from benchmarks.streams.items import load_stream
 
@@ -65,8 +66,12 @@ def annotate(
             raise AtlasError(f"{out} was recorded on another stream, seed or order; it cannot be resumed with these options")
     meter = Meter()
     client = make_llm(llm, settings, meter=meter)
-    classifier = ZeroShotClassifier(client, LabelPrompt.from_task(the_task))
-    if done:  # batch calibration is a running mean over the stream so far: restore it
+    label_prompt = LabelPrompt.from_task(the_task)
+    # the same answers as the live level: label words scored where the choice is exact, else chat answers parsed
+    scoring = can_score_exactly(client, label_prompt.class_words())
+    classifier = ZeroShotClassifier(client, label_prompt)
+    chat = None if scoring else LiveAnswerer(client, label_prompt)
+    if done and scoring:  # batch calibration is a running mean over the stream so far: restore it
         raw_done = np.array([d["raw"] for d in done])
         classifier.label_sum_, classifier.n_seen_ = raw_done.sum(axis=0), len(done)
     started = time.perf_counter()
@@ -77,10 +82,16 @@ def annotate(
         progress = bar.add_task("annotate", total=len(items), completed=len(done))
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
-            raw = classifier.raw_proba([i.text for i in chunk])
-            probs = classifier.calibrate(raw)
-            for item, r, p in zip(chunk, raw, probs):
-                sink.write(json.dumps(record(item.id, item.text, the_task.labels, int(np.argmax(p)), p, r, client.model)) + "\n")
+            if chat is None:
+                raw = classifier.raw_proba([i.text for i in chunk])
+                probs = classifier.calibrate(raw)
+                chosen: list[int | None] = [int(np.argmax(p)) for p in probs]
+            else:  # an answer that names no label is recorded as null (counted as unparsed on replay)
+                answers = chat([i.id for i in chunk], [i.text for i in chunk])
+                raw = probs = answers.probs
+                chosen = answers.labels
+            for item, y, r, p in zip(chunk, chosen, raw, probs):
+                sink.write(json.dumps(record(item.id, item.text, the_task.labels, y, p, r, client.model)) + "\n")
             sink.flush()
             bar.update(progress, advance=len(chunk))
     seconds = time.perf_counter() - started

@@ -99,6 +99,8 @@ def resolve_task(spec: str | None = None, stream: str | None = None, labels: Seq
             base[key] = value
     if overrides["labels"] and "words" in base and base["words"] and set(base["words"]) - set(overrides["labels"]):
         base.pop("words")  # a new label set: the old task's words cannot apply
+    if overrides["labels"] and headline is None and base.get("headline") not in overrides["labels"]:
+        base.pop("headline", None)  # nor its headline class
     try:
         return Task.model_validate(base)
     except ValidationError as error:

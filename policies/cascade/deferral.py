@@ -27,7 +27,7 @@ def features(probs: np.ndarray) -> np.ndarray:
     ordered = np.sort(probs, axis=1)[:, ::-1]
     k = max(2, probs.shape[1])
     top = (ordered[:, 0] - 1.0 / k) * k / (k - 1)
-    margin = top - (ordered[:, 1] if probs.shape[1] > 1 else 0.0)
+    margin = ordered[:, 0] - (ordered[:, 1] if probs.shape[1] > 1 else 0.0)
     entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1) / math.log(max(2, probs.shape[1]))
     return np.column_stack([top, margin, entropy, np.ones(len(probs))])
 
