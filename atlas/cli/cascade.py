@@ -214,12 +214,16 @@ def _plot_frontier(points, llm_accuracy, cheapest, path: Path) -> None:
     axis.plot([p["cost"] / p["cost_llm_only"] for p in points], [p["accuracy"] for p in points], "o-", label="cascade (ocl)")
     for p in points:
         axis.annotate(f"mu={p['mu']:g}", (p["cost"] / p["cost_llm_only"], p["accuracy"]), fontsize=7)
+    if points and all(p.get("macro_f1") is not None for p in points):  # K classes: macro-F1 beside accuracy
+        axis.plot([p["cost"] / p["cost_llm_only"] for p in points], [p["macro_f1"] for p in points], "s:", label="cascade macro-F1")
+        if points[0].get("llm_macro_f1") is not None:
+            axis.axhline(points[0]["llm_macro_f1"], color="grey", linestyle=":", label="LLM only, macro-F1")
     if llm_accuracy is not None:
         axis.axhline(llm_accuracy, color="grey", linestyle="--", label="LLM only")
     if cheapest:
         axis.plot([cheapest["cost"] / cheapest["cost_llm_only"]], [cheapest["accuracy"]], "r*", markersize=14, label="matches LLM (within 1 pt)")
     axis.set_xlabel("cost relative to LLM only")
-    axis.set_ylabel("accuracy")
+    axis.set_ylabel("accuracy / macro-F1")
     axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

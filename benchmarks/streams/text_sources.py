@@ -8,8 +8,8 @@
 
 The software texts are read from the installed distributions named below (their versions are
 pinned in constraints.txt), split into paragraphs of at least 12 words that read as prose, with
-duplicates removed (licence texts repeat). Each class gets the same share; the order is a seeded
-shuffle, so one seed always gives one stream. Ids name the source, so recorded answers stay tied
+duplicates removed (licence texts repeat). Each class gives 500 items (2,000 in all); the order is a
+seeded shuffle, so one seed always gives one stream, and a shorter stream is a prefix of a longer one. Ids name the source, so recorded answers stay tied
 to their texts (and the recorded file also keeps a hash of each text)."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ DOC_PACKAGES = (
 LICENSE_PACKAGES = ("onnxruntime", "scipy", "matplotlib", "pillow", "sympy", "ml-dtypes", "orjson", "faiss-cpu", "onnx",
                     "fonttools", "openai", "regex", "transformers", "torch", "scikit-learn")
 MIN_WORDS = 12
+PER_CLASS = 500  # 2,000 items in all
 CODE_MARKERS = ('"""', "def ", "import ", " = ", "==", "(self", "- [", "::", "();", "${", "](")
 MAX_CHARS = 2000
 
@@ -103,20 +104,22 @@ def software_paragraphs() -> dict[str, tuple[tuple[str, str], ...]]:
 
 
 def text_sources(seed: int, limit: int | None = None) -> list[SourceText]:
-    """A seeded, class-balanced stream: `limit` items (default: as many as the smallest class allows)."""
+    """A seeded stream of PER_CLASS items of each class, shuffled; `limit` takes its first items, so a
+    shorter stream is always a prefix of a longer one (recorded answers cover any shorter run)."""
     software = software_paragraphs()
-    per_class = min(len(software["docs"]), len(software["license"]))
-    if limit is not None:
-        per_class = min(per_class, -(-limit // len(CLASSES)))
+    short = [kind for kind in ("docs", "license") if len(software[kind]) < PER_CLASS]
+    if short:
+        raise TextSourceError(f"the text-sources stream needs {PER_CLASS} {' and '.join(short)} paragraphs; the installed packages give "
+                              f"{', '.join(f'{k}: {len(software[k])}' for k in short)} (install the pinned requirements)")
     rng = random.Random(f"text-sources:{seed}")
     items: list[SourceText] = []
     for label, source in enumerate(CLASSES):
         if source in ("imdb", "rotten_tomatoes"):
-            rows = [(r.id, r.text) for r in seeded_reviews(source, seed, per_class)]
+            rows = [(r.id, r.text) for r in seeded_reviews(source, seed, PER_CLASS)]
         else:
             rows = list(software[source])
             rng.shuffle(rows)
-            rows = rows[:per_class]
+            rows = rows[:PER_CLASS]
         items.extend(SourceText(i, t, label, source) for i, t in rows)
     rng.shuffle(items)
     return items[:limit] if limit is not None else items
