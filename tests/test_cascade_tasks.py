@@ -275,8 +275,9 @@ def test_annotate_records_any_task_and_refuses_a_wrong_label_set(tmp_path: Path)
     ids, texts, y = keyword_stream(labels, 30)
     stream = write_stream(tmp_path / "s.jsonl", labels, ids, texts, y)
     out = tmp_path / "rec.jsonl"
-    result = atlas_process("cascade", "annotate", "--stream", str(stream), "--labels", "ham,spam,neutral", "--llm", "scripted:surely spam",
-                           "--limit", "30", "--out", str(out))
+    annotate = ("cascade", "annotate", "--stream", str(stream), "--labels", "ham,spam,neutral", "--llm", "scripted:surely spam", "--out", str(out))
+    assert atlas_process(*annotate, "--limit", "10").returncode == 0
+    result = atlas_process(*annotate, "--limit", "30", "--resume")  # continues after the 10 recorded
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # a chat-only model: its answers are parsed for the task's words

@@ -55,10 +55,13 @@ def annotate(
     the_task = _task(task, stream, labels, prompt, label_words, None)
     items = load_stream(stream, limit, seed, the_task.labels).items
     done: list[dict] = []
+    head = None
     if out.exists():
         if not resume:
             raise AtlasError(f"{out} exists; pass --resume to continue it or choose another --out")
         head, done = read_records(out)
+        if head is None and done:
+            raise AtlasError(f"{out} was recorded before recorded answers named their task (no header line); record to a new file")
         if head is not None and [str(x).lower() for x in head.get("labels") or []] != [x.lower() for x in the_task.labels]:
             raise AtlasError(f"{out} was recorded for the labels {', '.join(map(str, head.get('labels') or []))}, not this task's ({', '.join(the_task.labels)}); it cannot be resumed")
         expected = [i.id for i in items[: len(done)]]
@@ -77,7 +80,7 @@ def annotate(
     started = time.perf_counter()
     todo = items[len(done):]
     with out.open("a", encoding="utf-8") as sink, Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
-        if not done:
+        if head is None:
             sink.write(json.dumps(header(the_task.name, the_task.labels, client.model, stream, seed)) + "\n")
         progress = bar.add_task("annotate", total=len(items), completed=len(done))
         for start in range(0, len(todo), batch):
