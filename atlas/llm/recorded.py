@@ -43,7 +43,8 @@ def record(item_id: str, text: str, labels: Sequence[str], label: int | None, pr
 
 def read_records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """(header or None, records); a line that is not JSON is an error naming the line."""
-    head, rows = None, []
+    head: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
-from benchmarks.streams.movie_reviews import seeded_reviews
+from benchmarks.streams.movie_reviews import SOURCES, Source, seeded_reviews
 
-CLASSES = ("imdb", "rotten_tomatoes", "docs", "license")
+CLASSES: tuple[str, ...] = ("imdb", "rotten_tomatoes", "docs", "license")
 DOC_PACKAGES = (
     "pydantic", "fonttools", "matplotlib", "scipy", "tqdm", "openai", "orjson", "regex", "torch", "transformers",
     "outlines", "psutil", "httpcore", "sentence-transformers", "diskcache", "accelerate", "rich", "pandas", "typer",
@@ -114,8 +115,8 @@ def text_sources(seed: int, limit: int | None = None) -> list[SourceText]:
     rng = random.Random(f"text-sources:{seed}")
     items: list[SourceText] = []
     for label, source in enumerate(CLASSES):
-        if source in ("imdb", "rotten_tomatoes"):
-            rows = [(r.id, r.text) for r in seeded_reviews(source, seed, PER_CLASS)]
+        if source in SOURCES:
+            rows = [(r.id, r.text) for r in seeded_reviews(cast(Source, source), seed, PER_CLASS)]
         else:
             rows = list(software[source])
             rng.shuffle(rows)
