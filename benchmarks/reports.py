@@ -82,3 +82,49 @@ def arms_table(arms: Mapping[str, Mapping[str, Any]]) -> str:
             f"{arm['queries_per_task']:.1f} | {arm['tokens_per_task']:.0f} | {last['success_rate']:.3f} | {last['cost_per_task']:.4f} |"
         )
     return "\n".join(lines)
+
+
+def plot_classes(predictions: Sequence[int], truth: Sequence[int | None], labels: Sequence[str], path: Path,
+                 window: int = 200, title: str = "per-class recall over the stream") -> Path | None:
+    """For K classes: each class's recall over the stream (rolling over that class's last `window`
+    items) beside the confusion matrix of the whole run. None when the stream has no labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    known = [(n, p, y) for n, (p, y) in enumerate(zip(predictions, truth)) if y is not None]
+    if not known:
+        return None
+    k = len(labels)
+    fig, (curves, matrix) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    for c, name in enumerate(labels):
+        rows = [(n, float(p == y)) for n, p, y in known if y == c]
+        if rows:
+            curves.plot([n + 1 for n, _ in rows], rolling([v for _, v in rows], window), label=name, color=colours(c % colours.N))
+    curves.set_ylim(-0.02, 1.02)
+    curves.set_xlabel("item")
+    curves.set_ylabel(f"recall (last {window} of the class)")
+    curves.set_title(title)
+    curves.legend(loc="lower right", fontsize=7, ncol=2 if k > 4 else 1)
+    curves.grid(alpha=0.3)
+    confusion = np.zeros((k, k), dtype=int)
+    for _, p, y in known:
+        confusion[y, p] += 1
+    shares = confusion / np.clip(confusion.sum(axis=1, keepdims=True), 1, None)
+    matrix.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+    for y in range(k):
+        for p in range(k):
+            matrix.text(p, y, str(confusion[y, p]), ha="center", va="center", fontsize=7 if k > 5 else 9,
+                        color="white" if shares[y, p] > 0.5 else "black")
+    matrix.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=7)
+    matrix.set_yticks(range(k), labels, fontsize=7)
+    matrix.set_xlabel("predicted")
+    matrix.set_ylabel("true")
+    matrix.set_title("confusion (counts; colour: share of the true class)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

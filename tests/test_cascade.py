@@ -155,7 +155,7 @@ def test_bad_policy_arguments() -> None:
         ("a.csv", "body,label\nx,1\n", "line 1: the header needs a 'text' column"),
         ("b.jsonl", '{"text": "fine", "label": 1}\n{oops\n', "line 2: not valid JSON"),
         ("c.jsonl", "", "the stream is empty"),
-        ("d.csv", "text,label\ngood,positive\nbad,neutral\n", "line 3: label 'neutral' is not in the label set"),
+        ("d.csv", "text,label\ngood,positive\nbad,neutral\n", "line 3: label 'neutral' is not in the task's label set"),
         ("e.jsonl", '{"text": "", "label": 0}\n', "line 1: missing or empty 'text'"),
     ],
 )

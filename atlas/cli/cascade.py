@@ -17,61 +17,104 @@ from atlas.errors import AtlasError
 cascade_app = typer.Typer(help="Cost-bounded stream inference: online cascades that learn to imitate an LLM.", no_args_is_help=True)
 
 
+TASK_HELP = "the task: a built-in name (sentiment, text-sources) or a YAML/JSON task file (default: the stream's own)"
+
+
+def _task(task: str | None, stream: str, labels: str | None, prompt: str | None, label_words: str | None, headline: str | None):
+    """The run's task from --task and the flags that override it (validated; errors exit 2)."""
+    from benchmarks.streams.tasks import parse_words, resolve_task
+
+    names = [x.strip() for x in labels.split(",") if x.strip()] if labels is not None else None
+    if labels is not None and not names:
+        raise typer.BadParameter("give the labels as a comma-separated list, e.g. --labels democrat,republican", param_hint="--labels")
+    return resolve_task(task, stream, names, prompt, parse_words(label_words) if label_words else None, headline)
+
+
 @cascade_app.command()
 def annotate(
     ctx: typer.Context,
-    stream: str = typer.Option("imdb", "--stream", help="imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, or a .csv/.jsonl file"),
+    stream: str = typer.Option("imdb", "--stream", help="imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, text-sources, or a .csv/.jsonl file"),
     limit: int = typer.Option(5000, "--limit", min=1, help="first N items of the (seeded) stream"),
     llm: str = typer.Option("local", "--llm", help="local, openai:MODEL, ..."),
     out: Path = typer.Option(..., "--out", "-o", help="JSONL file of recorded answers"),
     seed: int = typer.Option(0, "--seed"),
     batch: int = typer.Option(16, "--batch", min=1, help="items per model call batch"),
     resume: bool = typer.Option(False, "--resume", help="continue a file cut short"),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    labels: str | None = typer.Option(None, "--labels", help="class names, comma-separated (a task without a file)"),
+    prompt: str | None = typer.Option(None, "--prompt", help="prompt template with {text} (and optionally {labels})"),
+    label_words: str | None = typer.Option(None, "--label-words", help="label=word|other,... : the words the LLM answers with"),
 ) -> None:
-    """Record the LLM level's answers on a stream (id, label, class probabilities, model) for replay."""
+    """Record the LLM level's answers on a stream (id, label name, class probabilities, model) for replay."""
     from atlas.llm import Meter, make_llm
-    from atlas.llm.classify import SENTIMENT_PROMPT, ZeroShotClassifier
+    from atlas.llm.answerers import LiveAnswerer
+    from atlas.llm.classify import LabelPrompt, ZeroShotClassifier, can_score_exactly
+    from atlas.llm.recorded import header, read_records, record
     from benchmarks.streams.items import load_stream
 
     settings = state(ctx).settings
-    items = load_stream(stream, limit, seed).items
+    the_task = _task(task, stream, labels, prompt, label_words, None)
+    items = load_stream(stream, limit, seed, the_task.labels).items
     done: list[dict] = []
+    head = None
     if out.exists():
         if not resume:
             raise AtlasError(f"{out} exists; pass --resume to continue it or choose another --out")
-        done = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
+        head, done = read_records(out)
+        if head is None and done:
+            raise AtlasError(f"{out} was recorded before recorded answers named their task (no header line); record to a new file")
+        if head is not None and [str(x).lower() for x in head.get("labels") or []] != [x.lower() for x in the_task.labels]:
+            raise AtlasError(f"{out} was recorded for the labels {', '.join(map(str, head.get('labels') or []))}, not this task's ({', '.join(the_task.labels)}); it cannot be resumed")
         expected = [i.id for i in items[: len(done)]]
-        if [d["id"] for d in done] != expected:
+        if [str(d.get("id")) for d in done] != expected:
             raise AtlasError(f"{out} was recorded on another stream, seed or order; it cannot be resumed with these options")
     meter = Meter()
     client = make_llm(llm, settings, meter=meter)
-    classifier = ZeroShotClassifier(client, SENTIMENT_PROMPT)
     import numpy as np
 
-    if done:  # batch calibration is a running mean over the stream so far: restore it
+    label_prompt = LabelPrompt.from_task(the_task)
+    # the same answers as the live level: label words scored where the choice is exact, else chat answers parsed
+    scoring = can_score_exactly(client, label_prompt.class_words())
+    classifier = ZeroShotClassifier(client, label_prompt)
+    chat = None if scoring else LiveAnswerer(client, label_prompt)
+    if done and scoring:  # batch calibration is a running mean over the stream so far: restore it
         raw_done = np.array([d["raw"] for d in done])
         classifier.label_sum_, classifier.n_seen_ = raw_done.sum(axis=0), len(done)
     started = time.perf_counter()
     todo = items[len(done):]
     with out.open("a", encoding="utf-8") as sink, Progress(TextColumn("annotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
-        task = bar.add_task("annotate", total=len(items), completed=len(done))
+        if head is None:
+            sink.write(json.dumps(header(the_task.name, the_task.labels, client.model, stream, seed)) + "\n")
+        progress = bar.add_task("annotate", total=len(items), completed=len(done))
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
-            raw = classifier.raw_proba([i.text for i in chunk])
-            probs = classifier.calibrate(raw)
-            for item, r, p in zip(chunk, raw, probs):
-                record = {"id": item.id, "label": int(np.argmax(p)), "probs": [round(float(x), 6) for x in p], "raw": [round(float(x), 6) for x in r], "model": client.model}
-                sink.write(json.dumps(record) + "\n")
+            if chat is None:
+                raw = classifier.raw_proba([i.text for i in chunk])
+                probs = classifier.calibrate(raw)
+                chosen: list[int | None] = [int(np.argmax(p)) for p in probs]
+            else:  # an answer that names no label is recorded as null (counted as unparsed on replay)
+                answers = chat([i.id for i in chunk], [i.text for i in chunk])
+                raw = probs = answers.probs
+                chosen = answers.labels
+            for item, y, r, p in zip(chunk, chosen, raw, probs):
+                sink.write(json.dumps(record(item.id, item.text, the_task.labels, y, p, r, client.model)) + "\n")
             sink.flush()
-            bar.update(task, advance=len(chunk))
+            bar.update(progress, advance=len(chunk))
     seconds = time.perf_counter() - started
     totals = meter.totals()
     console.print(f"recorded {len(todo)} answers ({len(items)} in {escape(str(out))}) in {seconds:.0f} s: {len(todo) / max(seconds, 1e-9):.2f} items/s, {totals.prompt_tokens:,} prompt tokens, ${totals.cost_usd:.4f}")
 
 
 def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, budget: float | None, budget_window: int | None,
-             threshold: float, levels: str, seed: int, batch: int):
+             threshold: float, levels: str, seed: int, batch: int, task=None):
+    import math
+
     from benchmarks.cascade.run import POLICIES, CascadeOptions
+
+    if not math.isfinite(mu) or mu < 0:
+        raise typer.BadParameter(f"mu weighs the cost of deferring and must be a number >= 0, got {mu:g}", param_hint="--mu")
+    if not 0.0 <= threshold <= 1.0:
+        raise typer.BadParameter(f"threshold is the top class probability a level needs to answer, a number in [0, 1], got {threshold:g}", param_hint="--threshold")
 
     if policy not in POLICIES:
         raise typer.BadParameter(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}", param_hint="--policy")
@@ -80,10 +123,10 @@ def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, b
     if budget is not None and not 0.0 <= budget <= 1.0:
         raise typer.BadParameter(f"budget must be a fraction in [0, 1], got {budget}", param_hint="--budget")
     return CascadeOptions(stream=stream, limit=limit, llm=llm, policy=policy, mu=mu, budget=budget, budget_window=budget_window,
-                          threshold=threshold, embeddings=levels == "hashed,minilm", seed=seed, batch_size=batch)
+                          threshold=threshold, embeddings=levels == "hashed,minilm", seed=seed, batch_size=batch, task=task)
 
 
-STREAM_HELP = "imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, or a .csv/.jsonl file with text (and label)"
+STREAM_HELP = "imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, text-sources, or a .csv/.jsonl file with text (and label)"
 LLM_HELP = "annotations:FILE (recorded answers), local, or openai:MODEL"
 DEFAULT_ANNOTATIONS = "annotations:imdb-local-5000.jsonl"  # shipped: local model, seeded IMDB, first 5,000
 
@@ -103,15 +146,23 @@ def run_command(
     seed: int = typer.Option(0, "--seed"),
     batch: int = typer.Option(32, "--batch", min=1, help="items answered before the levels learn from them"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, items.jsonl and plots"),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    labels: str | None = typer.Option(None, "--labels", help="class names, comma-separated (a task without a file)"),
+    prompt: str | None = typer.Option(None, "--prompt", help="prompt template with {text} (and optionally {labels})"),
+    label_words: str | None = typer.Option(None, "--label-words", help="label=word|other,... : the words the LLM answers with"),
+    headline: str | None = typer.Option(None, "--headline", help="the class whose recall is the headline figure (a rare class)"),
 ) -> None:
     """Answer a stream with an online cascade; write results.json, per-item JSONL and plots."""
     from benchmarks.cascade.run import run_cascade
 
-    options = _options(stream, limit, llm, policy, mu, budget, budget_window, threshold, levels, seed, batch)
+    options = _options(stream, limit, llm, policy, mu, budget, budget_window, threshold, levels, seed, batch,
+                       _task(task, stream, labels, prompt, label_words, headline))
     with Progress(TextColumn("cascade"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
-        task = bar.add_task("cascade", total=limit)
-        results = run_cascade(options, state(ctx).settings, out, progress=lambda done: bar.update(task, completed=done))
-    shown = ("n", "accuracy", "llm_accuracy", "agreement_with_llm", "llm_fraction", "cost", "cost_llm_only", "items_per_s_non_llm", "level_shares")
+        bar_id = bar.add_task("cascade", total=limit)
+        results = run_cascade(options, state(ctx).settings, out, progress=lambda done: bar.update(bar_id, completed=done))
+    shown: tuple[str, ...] = ("n", "accuracy", "macro_f1", "llm_accuracy", "llm_macro_f1", "agreement_with_llm", "llm_fraction", "cost", "cost_llm_only", "items_per_s_non_llm", "level_shares")
+    if results.get("headline_class"):
+        shown += ("headline_class", "headline_recall", "llm_headline_recall")
     for key in shown:
         value = results[key]
         console.print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}", highlight=False)
@@ -128,9 +179,14 @@ def sweep(
     levels: str = typer.Option("hashed", "--levels"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o"),
+    task: str | None = typer.Option(None, "--task", help=TASK_HELP),
+    labels: str | None = typer.Option(None, "--labels", help="class names, comma-separated (a task without a file)"),
+    headline: str | None = typer.Option(None, "--headline", help="the class whose recall is the headline figure"),
 ) -> None:
     """The accuracy-cost frontier of the ocl policy over mu, with its plot; marks where it matches LLM-only accuracy."""
     from benchmarks.cascade.run import run_cascade
+
+    the_task = _task(task, stream, labels, None, None, headline)
 
     try:
         values = [float(x) for x in mu.split(",") if x.strip()]
@@ -138,9 +194,11 @@ def sweep(
         raise typer.BadParameter(f"--mu must be comma-separated numbers, got {mu!r}", param_hint="--mu") from None
     points = []
     for value in values:
-        options = _options(stream, limit, llm, "ocl", value, None, None, 0.7, levels, seed, 32)
+        options = _options(stream, limit, llm, "ocl", value, None, None, 0.7, levels, seed, 32, the_task)
         result = run_cascade(options, state(ctx).settings, out / f"mu-{value:g}")
-        points.append({"mu": value, "accuracy": result["accuracy"], "llm_fraction": result["llm_fraction"], "cost": result["cost"], "cost_llm_only": result["cost_llm_only"], "llm_accuracy": result["llm_accuracy"]})
+        points.append({"mu": value, "accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "llm_fraction": result["llm_fraction"], "cost": result["cost"],
+                       "cost_llm_only": result["cost_llm_only"], "llm_accuracy": result["llm_accuracy"], "llm_macro_f1": result["llm_macro_f1"],
+                       "headline_recall": result["headline_recall"]})
         console.print(f"mu {value:g}: accuracy {result['accuracy']:.4f}, LLM share {result['llm_fraction']:.3f}", highlight=False)
     llm_accuracy = points[0]["llm_accuracy"] if points else None
     matching = [p for p in points if llm_accuracy is not None and p["accuracy"] is not None and p["accuracy"] >= llm_accuracy - 0.01]
@@ -162,12 +220,16 @@ def _plot_frontier(points, llm_accuracy, cheapest, path: Path) -> None:
     axis.plot([p["cost"] / p["cost_llm_only"] for p in points], [p["accuracy"] for p in points], "o-", label="cascade (ocl)")
     for p in points:
         axis.annotate(f"mu={p['mu']:g}", (p["cost"] / p["cost_llm_only"], p["accuracy"]), fontsize=7)
+    if points and all(p.get("macro_f1") is not None for p in points):  # K classes: macro-F1 beside accuracy
+        axis.plot([p["cost"] / p["cost_llm_only"] for p in points], [p["macro_f1"] for p in points], "s:", label="cascade macro-F1")
+        if points[0].get("llm_macro_f1") is not None:
+            axis.axhline(points[0]["llm_macro_f1"], color="grey", linestyle=":", label="LLM only, macro-F1")
     if llm_accuracy is not None:
         axis.axhline(llm_accuracy, color="grey", linestyle="--", label="LLM only")
     if cheapest:
         axis.plot([cheapest["cost"] / cheapest["cost_llm_only"]], [cheapest["accuracy"]], "r*", markersize=14, label="matches LLM (within 1 pt)")
     axis.set_xlabel("cost relative to LLM only")
-    axis.set_ylabel("accuracy")
+    axis.set_ylabel("accuracy / macro-F1")
     axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

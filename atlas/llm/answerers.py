@@ -2,64 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from atlas.errors import AtlasError
-from atlas.llm.classify import LabelPrompt, ZeroShotClassifier
+from atlas.llm.classify import LabelPrompt, ZeroShotClassifier, can_score_exactly
 from atlas.llm.client import LLMClient
+from atlas.llm.recorded import AnnotationAnswerer  # recorded answers live in atlas/llm/recorded.py
 from policies.cascade.llm_level import LLMAnswers
 
-
-class AnnotationAnswerer:
-    """Replays a JSONL of recorded answers (id, label, probs, model), as the OCL paper's authors did."""
-
-    def __init__(self, paths: Path | Sequence[Path], classes: int) -> None:
-        self.paths = [paths] if isinstance(paths, Path) else list(paths)
-        self.path = self.paths[0]
-        self.by_id: dict[str, tuple[int | None, list[float]]] = {}
-        self.model = ""
-        self.classes = classes
-        for path in self.paths:
-            self._read(path, classes)
-
-    def _read(self, path: Path, classes: int) -> None:
-        if not path.is_file():
-            raise AtlasError(f"{path}: no annotation file; record one with `atlas cascade annotate --out {path}`")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                label = record["label"]
-                probs = [float(p) for p in record.get("probs") or []]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                raise AtlasError(f"{path}, line {number}: not an annotation record ({error}); expected {{\"id\", \"label\", \"probs\", \"model\"}}") from None
-            if label is not None and not (isinstance(label, int) and 0 <= label < classes):
-                raise AtlasError(f"{path}, line {number}: label {label!r} is outside 0..{classes - 1}")
-            self.by_id[str(record["id"])] = (label, probs or [1.0 / classes] * classes)
-            self.model = str(record.get("model", ""))
-
-    def check_covers(self, ids: Sequence[str]) -> None:
-        """Fail before the stream starts if any item has no recorded answer."""
-        missing = [(n, i) for n, i in enumerate(ids) if i not in self.by_id]
-        if missing:
-            position, item = missing[0]
-            raise AtlasError(
-                f"{', '.join(map(str, self.paths))} does not cover the stream: {len(missing)} of {len(ids)} items have no recorded answer "
-                f"(first: {item!r} at position {position}); record them with `atlas cascade annotate` or lower --limit"
-            )
-
-    def __call__(self, ids: Sequence[str], texts: Sequence[str]) -> LLMAnswers:
-        rows = [self.by_id[i] for i in ids]
-        return LLMAnswers([label for label, _ in rows], np.array([probs for _, probs in rows]))
-
-    def reference(self, ids: Sequence[str]) -> list[int | None]:
-        return [self.by_id[i][0] for i in ids]
+__all__ = ["AnnotationAnswerer", "LiveAnswerer", "parse_class", "parse_label"]
 
 
 class LiveAnswerer:
@@ -70,7 +23,7 @@ class LiveAnswerer:
         self.client = client
         self.prompt = prompt
         self.batch_size = batch_size
-        self.scores = client.supports_label_scores
+        self.scores = can_score_exactly(client, prompt.class_words())
         self.classifier = ZeroShotClassifier(client, prompt) if self.scores else None
 
     def __call__(self, ids: Sequence[str], texts: Sequence[str]) -> LLMAnswers:
@@ -80,16 +33,24 @@ class LiveAnswerer:
         labels: list[int | None] = []
         for text in texts:
             reply = self.client.chat(self.prompt.messages(text)[:-1] if self.prompt.answer_prefix else self.prompt.messages(text), max_tokens=8, temperature=0.0)
-            labels.append(parse_label(reply.text, self.prompt.labels))
+            labels.append(parse_class(reply.text, self.prompt.class_words()))
         k = len(self.prompt.labels)
         probs = np.array([np.eye(k)[y] if y is not None else np.full(k, 1.0 / k) for y in labels])
         return LLMAnswers(labels, probs)
 
 
 def parse_label(text: str, labels: Sequence[str]) -> int | None:
-    """The first label word in a reply (whole words, any case); None when there is none or several tie."""
-    found = [(m.start(), n) for n, label in enumerate(labels) for m in [re.search(rf"\b{re.escape(label)}\b", text, re.IGNORECASE)] if m]
+    """The first label word in a reply (whole words, any case; where two start at the same place, the
+    longer: "very positive" over "very"); None when there is none."""
+    found = [(m.start(), -len(label), n) for n, label in enumerate(labels) for m in [re.search(rf"\b{re.escape(label)}\b", text, re.IGNORECASE)] if m]
     if not found:
         return None
     found.sort()
-    return found[0][1]
+    return found[0][2]
+
+
+def parse_class(text: str, class_words: Sequence[Sequence[str]]) -> int | None:
+    """The class whose answer word comes first in a reply (see parse_label); None when none does."""
+    flat = [(word, n) for n, words in enumerate(class_words) for word in words]
+    found = parse_label(text, [word for word, _ in flat])
+    return None if found is None else flat[found][1]

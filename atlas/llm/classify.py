@@ -20,6 +20,7 @@ import numpy as np
 
 from atlas.llm.client import LLMClient
 from atlas.llm.types import ChatMessage
+from policies.cascade.task import Task
 
 Calibration = Literal["none", "content_free", "batch"]
 CALIBRATIONS: tuple[Calibration, ...] = ("none", "content_free", "batch")
@@ -30,7 +31,9 @@ CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
 class LabelPrompt:
     """How a text becomes a prompt whose next token should be one of the label words.
 
-    ``labels`` are the words scored, in class order (class 0 first)."""
+    ``labels`` are the words scored, in class order (class 0 first); ``alternatives`` optionally
+    gives each class several answer words (a class's score is the sum of their probabilities).
+    A word may be several tokens long: backends that can score whole continuations do so."""
 
     labels: tuple[str, ...]
     instruction: str
@@ -38,6 +41,17 @@ class LabelPrompt:
     max_words: int | None = None
     # Prefilled start of the answer (a trailing assistant message): puts the label word next.
     answer_prefix: str | None = None
+    alternatives: tuple[tuple[str, ...], ...] | None = None
+
+    @classmethod
+    def from_task(cls, task: Task) -> LabelPrompt:
+        """The prompt of a task: its template, and per class the words the model answers with."""
+        words = task.answer_words()
+        return cls(labels=tuple(w[0] for w in words), instruction=task.prompt, system=task.system,
+                   max_words=task.max_words, answer_prefix=task.answer_prefix, alternatives=words)
+
+    def class_words(self) -> tuple[tuple[str, ...], ...]:
+        return self.alternatives if self.alternatives is not None else tuple((label,) for label in self.labels)
 
     def messages(self, text: str) -> list[ChatMessage]:
         if self.max_words is not None:
@@ -68,6 +82,28 @@ def normalise_label_logprobs(logprobs: np.ndarray) -> np.ndarray:
     return probs / probs.sum(axis=1, keepdims=True)
 
 
+def per_class_logprobs(word_logprobs: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Log of the summed probability of each class's answer words (columns grouped by class)."""
+    if all(size == 1 for size in sizes):
+        return word_logprobs
+    bounds = np.cumsum([0, *sizes])
+    finite = np.where(np.isfinite(word_logprobs), word_logprobs, -1e9)
+    return np.column_stack([np.logaddexp.reduce(finite[:, a:b], axis=1) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def can_score_exactly(client: LLMClient, words: Sequence[Sequence[str]]) -> bool:
+    """May the label choice be made from label-word scores? Yes when the backend scores whole
+    continuations (the local model), or, for backends that see only the first generated token (an
+    OpenAI-compatible endpoint's top log-probabilities), when no class's word begins like another
+    class's word (then the first token tells them apart); otherwise chat answers are parsed."""
+    if not client.supports_label_scores:
+        return False
+    if getattr(client.backend, "scores_continuations", False):
+        return True
+    firsts = [(n, w.strip().lower()) for n, group in enumerate(words) for w in group]
+    return not any(a != b and (x.startswith(y) or y.startswith(x) or x.split()[0] == y.split()[0]) for a, x in firsts for b, y in firsts)
+
+
 def _divide_out(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
     adjusted = probs / np.clip(bias, 1e-12, None)
     return adjusted / adjusted.sum(axis=-1, keepdims=True)
@@ -95,8 +131,10 @@ class ZeroShotClassifier:
 
     def raw_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Uncalibrated label probabilities; does not change the classifier's state."""
-        scores = self.client.score_labels([self.prompt.messages(t) for t in texts], self.prompt.labels)
-        return normalise_label_logprobs(np.asarray(scores.logprobs, dtype=np.float64))
+        words = self.prompt.class_words()
+        flat = [w for group in words for w in group]
+        scores = np.asarray(self.client.score_labels([self.prompt.messages(t) for t in texts], flat).logprobs, dtype=np.float64)
+        return normalise_label_logprobs(per_class_logprobs(scores.reshape(len(texts), len(flat)), [len(g) for g in words]))
 
     def calibrate(self, raw: np.ndarray, calibration: Calibration | None = None) -> np.ndarray:
         """Apply a calibration to raw probabilities of items seen in this order.

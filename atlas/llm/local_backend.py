@@ -87,6 +87,7 @@ class LocalBackend:
 
     is_local = True
     can_score_labels = True
+    scores_continuations = True  # label words are scored as whole continuations, not first tokens
     capabilities = Capabilities(tools=True, json_schema=True, how="schema-guided decoding")
 
     def __init__(self, name: str, settings: LocalModelSettings, models_dir: Path) -> None:
@@ -186,15 +187,25 @@ class LocalBackend:
     def score_next_token(
         self, prompts: Sequence[list[ChatMessage]], labels: Sequence[str]
     ) -> tuple[list[list[float]], Usage]:
-        """Batched: prompts sorted by length (little padding), one forward pass per batch,
-        logits kept for the last position only. A label's score sums the probability of the
-        spellings of its first token (``positive``, `` positive``, ``Positive``, ...).
+        """Log-probability of each label word as the whole continuation of each prompt.
+
+        A word may take several tokens, and two words may share their first token: each word's
+        score is the probability of all its tokens (summed over its spellings: ``positive``,
+        `` positive``, ``Positive``, ...), so the choice between labels is exact. Where a spelling of
+        one label is a token-prefix of another label's spelling (``sad`` / ``sadness``), the longer
+        one's probability is taken out of the shorter's, so each score is of the label and no other.
+
+        Batched with a shared prefix: the prompts of a batch (sorted by length, little padding)
+        run one forward pass that keeps their key/value cache; every multi-token spelling then runs
+        in one second pass over that cache, repeated per spelling (the prompt is never recomputed).
+        Tokenisations of the label words are cached.
 
         int8 dynamic quantization scales activations per tensor, so in a padded batch an item's
-        scores would depend on its neighbours; int8 therefore runs one sequence per pass (a
-        190-token sequence already fills the CPU's matrix units, so little is lost)."""
+        scores would depend on its neighbours; int8 therefore runs one prompt per pass (its
+        continuations share that pass, so an item's scores depend on the item and the labels only)."""
         torch = self._torch
-        variants = [self._label_token_ids(label) for label in labels]
+        spellings = [self._label_spellings(label) for label in labels]
+        multi = sorted({seq for group in spellings for seq in group if len(seq) > 1})
         texts = [self.prompt_text(p) for p in prompts]
         lengths = [self.count_tokens(t) for t in texts]
         for n in lengths:
@@ -205,29 +216,59 @@ class LocalBackend:
         with torch.inference_mode():
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
-                encoded = self.tokenizer(
-                    [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-                )
-                # Left padding: positions must count real tokens only, or padded rows shift.
-                positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-                logits = self._model(**encoded, position_ids=positions, logits_to_keep=1).logits[:, -1, :].float()
-                logprobs = torch.log_softmax(logits, dim=-1)
+                seq_logprob = self._continuation_logprobs([texts[i] for i in batch], multi, spellings)
                 for row, i in enumerate(batch):
-                    rows[i] = [float(torch.logsumexp(logprobs[row, ids], dim=0)) for ids in variants]
+                    rows[i] = _exclusive_label_scores(spellings, {seq: float(v[row]) for seq, v in seq_logprob.items()})
         return rows, Usage(sum(lengths), 0)
 
-    def _label_token_ids(self, label: str) -> list[int]:
-        word = label.strip()
-        spellings = {word, word.lower(), word.capitalize()}
-        ids: set[int] = set()
-        for spelling in spellings:
-            for text in (spelling, " " + spelling):
-                tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                if tokens:
-                    ids.add(tokens[0])
-        if not ids:
-            raise LLMError(f"label {label!r} has no tokens in this model's vocabulary")
-        return sorted(ids)
+    def _continuation_logprobs(self, texts: list[str], multi: list[tuple[int, ...]], spellings) -> dict:
+        """{token sequence: log-probability per prompt} for every spelling of every label."""
+        torch = self._torch
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        mask = encoded["attention_mask"]
+        # Left padding: positions must count real tokens only, or padded rows shift.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._model(**encoded, position_ids=positions, use_cache=bool(multi), logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        result = {seq: first[:, seq[0]] for group in spellings for seq in group if len(seq) == 1}
+        if not multi:
+            return result
+        b, m = len(texts), len(multi)
+        width = max(len(seq) for seq in multi) - 1
+        inputs = torch.full((m, width), self.tokenizer.pad_token_id, dtype=torch.long)
+        cont_mask = torch.zeros((m, width), dtype=mask.dtype)
+        for k, seq in enumerate(multi):  # feed all but the last token; right-padded
+            inputs[k, : len(seq) - 1] = torch.tensor(seq[:-1])
+            cont_mask[k, : len(seq) - 1] = 1
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(m)  # row r of the batch becomes rows r*m .. r*m+m-1
+        real = mask.sum(-1, keepdim=True)  # real prompt tokens per row
+        cont_positions = (real + torch.arange(width)).repeat_interleave(m, dim=0)
+        full_mask = torch.cat([mask.repeat_interleave(m, dim=0), cont_mask.repeat(b, 1)], dim=1)
+        logits = self._model(input_ids=inputs.repeat(b, 1), attention_mask=full_mask, position_ids=cont_positions,
+                             past_key_values=cache, use_cache=False).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1).view(b, m, width, -1)
+        for k, seq in enumerate(multi):
+            targets = torch.tensor(seq[1:])
+            steps = logprobs[:, k, torch.arange(len(seq) - 1), targets].sum(-1)
+            result[seq] = first[:, seq[0]] + steps
+        return result
+
+    def _label_spellings(self, label: str) -> tuple[tuple[int, ...], ...]:
+        """Distinct token sequences of a label word's spellings (cached per word)."""
+        cache = self.__dict__.setdefault("_spelling_cache", {})
+        if label not in cache:
+            word = label.strip()
+            found: set[tuple[int, ...]] = set()
+            for spelling in dict.fromkeys((word, word.lower(), word.capitalize())):
+                for text in (spelling, " " + spelling):
+                    tokens = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                    if tokens:
+                        found.add(tokens)
+            if not found:
+                raise LLMError(f"label {label!r} has no tokens in this model's vocabulary")
+            cache[label] = tuple(sorted(found))
+        return cache[label]
 
     def _token_logprobs(self, new_ids, scores, top_k: int) -> list[TokenLogprob]:
         torch = self._torch
@@ -249,6 +290,24 @@ class LocalBackend:
                 f"{self.settings.max_input_tokens} (local.max_input_tokens in atlas.yaml)",
                 self.settings.max_input_tokens,
             )
+
+
+def _exclusive_label_scores(spellings, logprob: dict) -> list[float]:
+    """Per label: log of the summed probability of its spellings, where a spelling that another
+    label's spelling extends gives up the longer one's probability (it would have been that label)."""
+    every = [(n, seq) for n, group in enumerate(spellings) for seq in group]
+    top = max(logprob.values())  # work relative to the most likely spelling: no underflow
+    scores = []
+    for n, group in enumerate(spellings):
+        total = 0.0
+        for seq in group:
+            p = math.exp(logprob[seq] - top)
+            for other, longer in every:
+                if other != n and len(longer) > len(seq) and longer[: len(seq)] == seq:
+                    p -= math.exp(logprob[longer] - top)
+            total += max(p, 0.0)
+        scores.append(math.log(total) + top if total > 0 else -math.inf)
+    return scores
 
 
 def _quantize_int8(model):

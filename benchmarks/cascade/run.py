@@ -19,6 +19,7 @@ from policies.cascade.embedding import EmbeddingLevel
 from policies.cascade.hashed_text import HashedTextLevel
 from policies.cascade.llm_level import LLMLevel
 from policies.cascade.metrics import phase_figures, summarize
+from policies.cascade.task import Task
 
 POLICIES = ("ocl", "threshold", "budget")
 LEVEL_COSTS = {"hashed_lr": 1.0, "minilm_lr": 5.0, "llm": 100.0}
@@ -37,6 +38,7 @@ class CascadeOptions:
     embeddings: bool = True
     seed: int = 0
     batch_size: int = 32
+    task: Any = None  # a policies.cascade.task.Task; None: the stream's own task
 
 
 def annotation_path(name: str) -> Path:
@@ -50,15 +52,16 @@ def annotation_path(name: str) -> Path:
     return shipped if shipped.is_file() else path
 
 
-def build_answerer(spec: str, settings: AtlasSettings, classes: int):
-    """`annotations:FILE` replays recorded answers; anything else is a model spec for a live level."""
+def build_answerer(spec: str, settings: AtlasSettings, task: Task):
+    """`annotations:FILE` replays recorded answers (checked against the task's labels); anything
+    else is a model spec for a live level prompted with the task."""
     if spec.startswith("annotations:"):
-        return AnnotationAnswerer([annotation_path(name) for name in spec.split(":", 1)[1].split(",")], classes), None
+        return AnnotationAnswerer([annotation_path(name) for name in spec.split(":", 1)[1].split(",")], task.labels), None
     from atlas.llm import make_llm
-    from atlas.llm.classify import SENTIMENT_PROMPT
+    from atlas.llm.classify import LabelPrompt
 
     client = make_llm(spec, settings)
-    return LiveAnswerer(client, SENTIMENT_PROMPT, batch_size=settings.local.batch_size), client
+    return LiveAnswerer(client, LabelPrompt.from_task(task), batch_size=settings.local.batch_size), client
 
 
 def build_policy(options: CascadeOptions, costs: list[float]):
@@ -76,12 +79,14 @@ def build_policy(options: CascadeOptions, costs: list[float]):
 def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | None = None,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     from benchmarks.streams.items import load_stream
+    from benchmarks.streams.tasks import resolve_task
 
-    stream = load_stream(options.stream, options.limit, options.seed)
+    task = options.task or resolve_task(None, options.stream)
+    stream = load_stream(options.stream, options.limit, options.seed, task.labels)
     ids, texts = [i.id for i in stream.items], [i.text for i in stream.items]
-    answerer, client = build_answerer(options.llm, settings, len(stream.labels))
+    answerer, client = build_answerer(options.llm, settings, task)
     if isinstance(answerer, AnnotationAnswerer):
-        answerer.check_covers(ids)
+        answerer.check_covers(ids, texts)
     levels: list[Any] = [HashedTextLevel(classes=len(stream.labels), cost=LEVEL_COSTS["hashed_lr"], seed=options.seed)]
     if options.embeddings:
         from memory.embed import make_embedder
@@ -100,9 +105,9 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     dollars = spent / llm.calls_ if llm.calls_ else 0.0
     results = {
         "stream": options.stream, "policy": options.policy, "mu": options.mu, "budget": options.budget, "seed": options.seed,
-        "llm": options.llm, "levels": [level.name for level in levels] + [llm.name],
-        **summarize(run, truth, {level.name: level.cost for level in [*levels, llm]}, llm.name, reference, dollars),
-        "by_source": phase_figures(run.outcomes, truth, [i.source for i in stream.items]),
+        "llm": options.llm, "levels": [level.name for level in levels] + [llm.name], "task": task.name, "labels": list(task.labels),
+        **summarize(run, truth, {level.name: level.cost for level in [*levels, llm]}, llm.name, reference, dollars, task.labels, task.headline_index),
+        "by_source": phase_figures(run.outcomes, truth, [i.source for i in stream.items], task.labels),
         "seconds": round(time.perf_counter() - started, 2),
     }
     if out is not None:
@@ -112,6 +117,9 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
                 sink.write(json.dumps({**outcome.to_dict(), "label": label}) + "\n")
         (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         plot_stream(run.outcomes, [level.name for level in levels] + [llm.name], out / "llm_rate.png", out / "level_shares.png")
+        from benchmarks.reports import plot_classes
+
+        plot_classes([o.prediction for o in run.outcomes], truth, task.labels, out / "classes.png")
     return results
 
 

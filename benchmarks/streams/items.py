@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from atlas.errors import AtlasError
 from benchmarks.streams.movie_reviews import LABEL_NAMES, seeded_reviews
+from benchmarks.streams.text_sources import CLASSES as TEXT_SOURCE_CLASSES
 
-BUILT_IN = ("imdb", "rotten_tomatoes", "imdb-then-rt", "imdb-by-length")
+BUILT_IN = ("imdb", "rotten_tomatoes", "imdb-then-rt", "imdb-by-length", "text-sources")
+BUILT_IN_LABELS = {name: tuple(LABEL_NAMES) for name in BUILT_IN[:4]} | {"text-sources": TEXT_SOURCE_CLASSES}
 
 
 class StreamError(AtlasError, ValueError):
@@ -41,73 +45,148 @@ def _from_reviews(name: str, reviews) -> list[StreamItem]:
     return [StreamItem(r.id, r.text, r.label, r.source) for r in reviews]
 
 
-def load_stream(spec: str, limit: int | None = None, seed: int = 0, labels: Sequence[str] = LABEL_NAMES) -> Stream:
-    """A named built-in stream (seeded order) or a CSV/JSONL file with `text` and optional `label`."""
-    if spec == "imdb" or spec == "rotten_tomatoes":
-        return Stream(spec, _from_reviews(spec, seeded_reviews(spec, seed, limit)), tuple(LABEL_NAMES))
-    if spec == "imdb-then-rt":
-        half = None if limit is None else limit // 2
-        items = _from_reviews("imdb", seeded_reviews("imdb", seed, half)) + _from_reviews("rotten_tomatoes", seeded_reviews("rotten_tomatoes", seed, None if limit is None else limit - half))
-        return Stream(spec, items, tuple(LABEL_NAMES))
-    if spec == "imdb-by-length":
-        items = sorted(_from_reviews("imdb", seeded_reviews("imdb", seed, limit)), key=lambda i: (len(i.text), i.id))
-        return Stream(spec, items, tuple(LABEL_NAMES))
+def load_stream(spec: str, limit: int | None = None, seed: int = 0, labels: Sequence[str] | None = None) -> Stream:
+    """A named built-in stream (seeded order) or a CSV/JSONL file with `text` and optional `label`.
+
+    `labels`: the task's class names. A built-in stream must have exactly these; a file's labels
+    must all be among them (or be class indices 0..K-1). Default: the stream's own labels (a file:
+    negative, positive)."""
+    own = BUILT_IN_LABELS.get(spec)
+    if own is not None:
+        if labels is not None and tuple(labels) != own:
+            raise StreamError(f"the stream {spec!r} is labelled {', '.join(own)}, but the task's labels are {', '.join(labels)}: "
+                              f"use the stream's own task (leave out --task/--labels) or another stream")
+        return Stream(spec, _built_in(spec, limit, seed), own)
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".jsonl", ".json") or path.exists():
-        return Stream(path.name, _read_file(path, tuple(labels), limit), tuple(labels))
+        wanted = tuple(labels) if labels is not None else tuple(LABEL_NAMES)
+        return Stream(path.name, _read_file(path, wanted, limit), wanted)
     raise StreamError(f"unknown stream {spec!r}: use one of {', '.join(BUILT_IN)}, or a .csv/.jsonl file with a text column")
 
 
-def _label(value, labels: tuple[str, ...], where: str) -> int | None:
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    if text.lstrip("-").isdigit() and 0 <= int(text) < len(labels):
+def _built_in(spec: str, limit: int | None, seed: int) -> list[StreamItem]:
+    if spec == "imdb" or spec == "rotten_tomatoes":
+        return _from_reviews(spec, seeded_reviews(spec, seed, limit))
+    if spec == "imdb-then-rt":
+        half = None if limit is None else limit // 2
+        return _from_reviews("imdb", seeded_reviews("imdb", seed, half)) + _from_reviews("rotten_tomatoes", seeded_reviews("rotten_tomatoes", seed, None if limit is None else limit - half))
+    if spec == "imdb-by-length":
+        return sorted(_from_reviews("imdb", seeded_reviews("imdb", seed, limit)), key=lambda i: (len(i.text), i.id))
+    from benchmarks.streams.text_sources import text_sources
+
+    return [StreamItem(t.id, t.text, t.label, t.source) for t in text_sources(seed, limit)]
+
+
+def _label_index(text: str, labels: tuple[str, ...]) -> int | None:
+    folded = [label.lower() for label in labels]
+    if text.lower() in folded:
+        return folded.index(text.lower())
+    if text.isdigit() and int(text) < len(labels):
         return int(text)
-    if text.lower() in labels:
-        return labels.index(text.lower())
-    raise StreamError(f"{where}: label {value!r} is not in the label set ({', '.join(labels)} or 0..{len(labels) - 1})")
+    return None
+
+
+def _decode(path: Path) -> str:
+    """The file as text (UTF-8, a leading BOM dropped); bad bytes are an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise StreamError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x} at column {column}); "
+                          "save the file as UTF-8") from None
+
+
+@contextmanager
+def _csv_fields_up_to(size: int):
+    """Let a CSV field be as long as the file (the csv module refuses fields over 128 KB by default)."""
+    before = csv.field_size_limit()
+    csv.field_size_limit(max(before, size + 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 def _read_file(path: Path, labels: tuple[str, ...], limit: int | None) -> list[StreamItem]:
     if not path.is_file():
         raise StreamError(f"{path}: no such stream file")
-    items: list[StreamItem] = []
-    try:
-        if path.suffix.lower() == ".csv":
-            with path.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                if not reader.fieldnames or "text" not in reader.fieldnames:
-                    raise StreamError(f"{path}, line 1: the header needs a 'text' column (found {reader.fieldnames or 'nothing'})")
-                for row in reader:
+    text = _decode(path)
+    rows: list[tuple[str, dict]] = []  # (where, row)
+    if path.suffix.lower() == ".csv":
+        with _csv_fields_up_to(len(text)):
+            reader = csv.reader(io.StringIO(text, newline=""))
+            try:
+                header = next(reader, None)
+                if not header or "text" not in [h.strip() for h in header]:
+                    raise StreamError(f"{path}, line 1: the header needs a 'text' column (found {header or 'nothing'})")
+                names = [h.strip() for h in header]
+                for fields in reader:
                     where = f"{path}, line {reader.line_num}"
-                    items.append(_item(row, labels, where, len(items)))
-                    if limit and len(items) >= limit:
-                        break
-        else:
-            with path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
+                    if not fields:
                         continue
-                    where = f"{path}, line {number}"
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise StreamError(f"{where}: not valid JSON ({error.msg})") from None
-                    if not isinstance(row, dict):
-                        raise StreamError(f"{where}: expected a JSON object with a 'text' field")
-                    items.append(_item(row, labels, where, len(items)))
-                    if limit and len(items) >= limit:
+                    if len(fields) != len(names):
+                        raise StreamError(f"{where}: {len(fields)} fields but the header has {len(names)} ({', '.join(names)}); "
+                                          "put a text that holds commas, quotes or line breaks in double quotes")
+                    rows.append((where, dict(zip(names, fields))))
+                    if limit and len(rows) >= limit:
                         break
-    except UnicodeDecodeError:
-        raise StreamError(f"{path}: not UTF-8 text; save it as UTF-8") from None
-    if not items:
+            except csv.Error as error:
+                raise StreamError(f"{path}, line {reader.line_num}: not valid CSV ({error})") from None
+    else:
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise StreamError(f"{where}: not valid JSON ({error.msg}, column {error.colno})") from None
+            except RecursionError:
+                raise StreamError(f"{where}: JSON nested too deeply") from None
+            if not isinstance(row, dict):
+                raise StreamError(f"{where}: expected a JSON object with a 'text' field")
+            rows.append((where, row))
+            if limit and len(rows) >= limit:
+                break
+    if not rows:
         raise StreamError(f"{path}: the stream is empty (no rows with a 'text' field)")
-    return items
+    items = [_item(row, where, n) for n, (where, row) in enumerate(rows)]
+    return _with_labels(path, items, [row.get("label") for _, row in rows], [where for where, _ in rows], labels)
 
 
-def _item(row: dict, labels: tuple[str, ...], where: str, index: int) -> StreamItem:
+def _with_labels(path: Path, items: list[StreamItem], raw: list, wheres: list[str], labels: tuple[str, ...]) -> list[StreamItem]:
+    """Map the file's label values onto the task's classes; any value outside them is an error that
+    lists the file's label set beside the task's."""
+    out, unknown = [], None
+    for item, value, where in zip(items, raw, wheres):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            out.append(item)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise StreamError(f"{where}: label {value!r} is neither a label name nor a class index")
+        index = _label_index(str(value).strip(), labels)
+        if index is None:
+            unknown = unknown or (where, value)
+            continue
+        out.append(StreamItem(item.id, item.text, index, item.source))
+    if unknown is not None:
+        found = sorted({str(v).strip() for v in raw if v is not None and str(v).strip()}, key=str.lower)
+        shown = ", ".join(found[:20]) + (f", ... ({len(found)} in all)" if len(found) > 20 else "")
+        where, value = unknown
+        raise StreamError(f"{where}: label {value!r} is not in the task's label set. The file's labels: {shown}; "
+                          f"the task's labels: {', '.join(labels)} (or class indices 0..{len(labels) - 1}). "
+                          f"Give the task with --task FILE or --labels {','.join(found[:8])}")
+    return out
+
+
+def _item(row: dict, where: str, index: int) -> StreamItem:
     text = row.get("text")
     if not isinstance(text, str) or not text.strip():
         raise StreamError(f"{where}: missing or empty 'text'")
-    return StreamItem(str(row.get("id") or index), text, _label(row.get("label"), labels, where), "file")
+    raw_id = row.get("id")
+    if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
+        raise StreamError(f"{where}: 'id' must be a string or an integer, got {raw_id!r}")
+    ident = str(raw_id).strip() if raw_id is not None else ""
+    return StreamItem(ident or str(index), text, None, "file")

@@ -21,10 +21,13 @@ import numpy as np
 
 
 def features(probs: np.ndarray) -> np.ndarray:
-    """Top probability, margin to the runner-up, normalised entropy, and a bias term."""
+    """Top probability, margin to the runner-up, normalised entropy, and a bias term, each scaled
+    to [0, 1] whatever the number of classes K (top: 0 at 1/K, 1 at certainty), so that a defer
+    network means the same for 2 classes as for 7."""
     ordered = np.sort(probs, axis=1)[:, ::-1]
-    top = ordered[:, 0]
-    margin = top - (ordered[:, 1] if probs.shape[1] > 1 else 0.0)
+    k = max(2, probs.shape[1])
+    top = (ordered[:, 0] - 1.0 / k) * k / (k - 1)
+    margin = ordered[:, 0] - (ordered[:, 1] if probs.shape[1] > 1 else 0.0)
     entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1) / math.log(max(2, probs.shape[1]))
     return np.column_stack([top, margin, entropy, np.ones(len(probs))])
 
