@@ -22,12 +22,10 @@ def rolling(values: Sequence[float], window: int) -> list[float]:
 
 def plot_arms(records: Mapping[str, Sequence[dict[str, Any]]], path: Path, window: int = 30) -> Path:
     """Success and cost per episode (rolling mean) for every arm, one figure with two panels."""
-    import matplotlib
+    from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    fig = Figure(figsize=(9, 7))
+    (top, bottom) = fig.subplots(2, 1, sharex=True)
     for name, rows in records.items():
         if not rows:
             continue
@@ -43,20 +41,17 @@ def plot_arms(records: Mapping[str, Sequence[dict[str, Any]]], path: Path, windo
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_lane_mix(rows: Sequence[dict[str, Any]], path: Path, window: int = 30, title: str = "lane mix over time") -> Path:
     """Share of each lane among the last `window` episodes, as a stacked area."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
 
     x = list(range(1, len(rows) + 1))
     shares = {lane: rolling([1.0 if r["lane"] == lane else 0.0 for r in rows], window) for lane in LANE_ORDER}
-    fig, axis = plt.subplots(figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    axis = fig.subplots()
     axis.stackplot(x, *shares.values(), labels=list(shares))
     axis.set_ylim(0, 1)
     axis.set_xlabel("episode")
@@ -65,7 +60,6 @@ def plot_lane_mix(rows: Sequence[dict[str, Any]], path: Path, window: int = 30, 
     axis.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -88,18 +82,17 @@ def plot_classes(predictions: Sequence[int], truth: Sequence[int | None], labels
                  window: int = 200, title: str = "per-class recall over the stream") -> Path | None:
     """For K classes: each class's recall over the stream (rolling over that class's last `window`
     items) beside the confusion matrix of the whole run. None when the stream has no labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
     import numpy as np
 
     known = [(n, p, y) for n, (p, y) in enumerate(zip(predictions, truth)) if y is not None]
     if not known:
         return None
     k = len(labels)
-    fig, (curves, matrix) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
-    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    fig = Figure(figsize=(12, 4.2))
+    (curves, matrix) = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    colours = colormaps.get_cmap("tab10" if k <= 10 else "tab20")
     for c, name in enumerate(labels):
         rows = [(n, float(p == y)) for n, p, y in known if y == c]
         if rows:
@@ -126,5 +119,4 @@ def plot_classes(predictions: Sequence[int], truth: Sequence[int | None], labels
     matrix.set_title("confusion (counts; colour: share of the true class)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

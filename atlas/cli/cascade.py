@@ -211,12 +211,10 @@ def sweep(
 
 
 def _plot_frontier(points, llm_accuracy, cheapest, path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    axis = fig.subplots()
     axis.plot([p["cost"] / p["cost_llm_only"] for p in points], [p["accuracy"] for p in points], "o-", label="cascade (ocl)")
     for p in points:
         axis.annotate(f"mu={p['mu']:g}", (p["cost"] / p["cost_llm_only"], p["accuracy"]), fontsize=7)
@@ -233,4 +231,3 @@ def _plot_frontier(points, llm_accuracy, cheapest, path: Path) -> None:
     axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
