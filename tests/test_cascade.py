@@ -72,7 +72,7 @@ def test_embedding_level_with_any_encoder() -> None:
 
 def test_ocl_cascade_imitates_the_llm_and_defers_less_over_time() -> None:
     ids, texts, labels = toy_stream(1500)
-    policy = OCLPolicy(1, [1.0, 100.0], mu=2.0, warmup=50)
+    policy = OCLPolicy(1, [1.0, 100.0], mu=0.3, warmup=50)
     cascade, llm = cascade_for(policy, ids, labels)
     run = cascade.run(ids, texts)
     figures = summarize(run, labels, {"hashed_lr": 1.0, "llm": 100.0}, "llm")
