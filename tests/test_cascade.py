@@ -64,7 +64,7 @@ def test_hashed_level_learns_a_separable_task() -> None:
 
 def test_embedding_level_with_any_encoder() -> None:
     _, texts, labels = toy_stream(120)
-    encode = lambda ts: np.array([[t.count(w) for w in GOOD + BAD] for t in ts], dtype=float)  # noqa: E731
+    encode = lambda ts: np.array([[t.count(w) for w in GOOD + BAD] for t in ts], dtype=float)
     level = EmbeddingLevel(encode)
     level.partial_fit(texts[:80], labels[:80])
     assert (level.predict_proba(texts[80:]).argmax(1) == np.array(labels[80:])).mean() > 0.95

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ def test_sklearn_level_refuses_an_estimator_without_partial_fit() -> None:
 def test_embedding_cache_is_bounded_by_the_replay_buffer() -> None:
     ids, texts, labels = k_stream(600, 2, mixed=0.0)
     vocabulary = sorted({w for group in WORDS[:2] for w in group})
-    encode = lambda ts: np.array([[t.split().count(w) for w in vocabulary] for t in ts], dtype=float)  # noqa: E731
+    encode = lambda ts: np.array([[t.split().count(w) for w in vocabulary] for t in ts], dtype=float)
     level = EmbeddingLevel(encode, classes=2)
     run = cascade(ThresholdPolicy(0.9), ids, labels, classes=2, levels=[HashedTextLevel(), level])
     run.replay = ReplayBuffer(size=50)
@@ -163,14 +164,14 @@ def _shares(make, values, classes=3) -> list[float]:
 def test_ocl_mu_moves_the_llm_share_monotonically_over_the_whole_range() -> None:
     shares = _shares(lambda mu: OCLPolicy(1, [1.0, 100.0], mu=mu, warmup=32), [0.0, 0.05, 0.2, 0.5, 2.0])
     assert shares[0] == 1.0 and shares[-1] < 0.12  # warm-up (32) and exploration only, on 500 items
-    assert all(a >= b for a, b in zip(shares, shares[1:])), shares
+    assert all(a >= b for a, b in pairwise(shares)), shares
 
 
 def test_threshold_and_budget_knobs_are_monotone() -> None:
     thresholds = _shares(ThresholdPolicy, [1.0, 0.9, 0.6, 0.4])
-    assert thresholds[0] == 1.0 and thresholds[-1] < 0.1 and all(a >= b for a, b in zip(thresholds, thresholds[1:])), thresholds
+    assert thresholds[0] == 1.0 and thresholds[-1] < 0.1 and all(a >= b for a, b in pairwise(thresholds)), thresholds
     budgets = _shares(lambda f: BudgetPolicy(fraction=f, levels=1), [1.0, 0.3, 0.05])
-    assert budgets[0] == 1.0 and budgets[-1] <= 0.05 and all(a >= b for a, b in zip(budgets, budgets[1:])), budgets
+    assert budgets[0] == 1.0 and budgets[-1] <= 0.05 and all(a >= b for a, b in pairwise(budgets)), budgets
 
 
 @pytest.mark.parametrize("make", [lambda: OCLPolicy(1, [1.0, 100.0], mu=0.2, warmup=32), lambda: BudgetPolicy(fraction=0.2, levels=1)])
@@ -194,7 +195,7 @@ def test_feed_answers_batches_and_says_who_answered() -> None:
 
 def test_saved_cascade_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
     ids, texts, labels = k_stream(700, 3)
-    make = lambda: cascade(OCLPolicy(1, [1.0, 100.0], mu=0.2, warmup=32), ids, labels)  # noqa: E731
+    make = lambda: cascade(OCLPolicy(1, [1.0, 100.0], mu=0.2, warmup=32), ids, labels)
     whole = make().feed(ids, texts)
     first = make()
     head = first.feed(ids[:320], texts[:320])

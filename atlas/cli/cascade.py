@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from atlas.cli.common import console, err_console, state
 from atlas.errors import AtlasError
@@ -114,7 +121,8 @@ def run_command(
     with Progress(TextColumn("cascade"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
         task = bar.add_task("cascade", total=limit)
         results = run_cascade(options, state(ctx).settings, out, progress=lambda done: bar.update(task, completed=done))
-    shown = ("n", "accuracy", "llm_accuracy", "agreement_with_llm", "llm_fraction", "cost", "cost_llm_only", "items_per_s_non_llm", "level_shares")
+    shown = ("n", "accuracy", "llm_accuracy", "agreement_with_llm", "llm_fraction", "cost", "cost_llm_only", "items_per_s_non_llm",
+             "items_per_s_answer_only", "level_shares")
     for key in shown:
         value = results[key]
         console.print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}", highlight=False)

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from atlas.config import AtlasSettings
-from benchmarks.cascade.run import GPT35_IMDB, LOCAL_ANSWERS, CascadeOptions, run_cascade
+from benchmarks.cascade.run import (
+    GPT35_IMDB,
+    LOCAL_ANSWERS,
+    CascadeOptions,
+    run_cascade,
+)
 
 # Nie et al., Online Cascade Learning (ICML 2024), IMDB with GPT-3.5: LR on TF-IDF, then BERT-base
 # fine-tuned online on a GPU (the authors' run logs; /work/shared/data/llm-labels/README.md)
@@ -35,7 +40,7 @@ class Case:
 def default_plan() -> list[Case]:
     return [
         Case("imdb-gpt-3.5", "imdb", 12500, GPT35_IMDB,
-             {"ocl": (0.05, 0.2, 0.3, 0.4), "threshold": (0.6, 0.7, 0.9), "budget": (0.1, 0.2, 0.3, 0.4)}),
+             {"ocl": (0.05, 0.1, 0.2, 0.3, 0.35, 0.4), "threshold": (0.6, 0.8), "budget": (0.1, 0.2, 0.4)}),
         Case("imdb-by-length-gpt-3.5", "imdb-by-length", 12500, GPT35_IMDB, {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.2,)}),
         Case("imdb-local", "imdb", 5000, LOCAL_ANSWERS["imdb"], {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.1,)}),
     ]
@@ -46,8 +51,14 @@ def one_case(stream: str, limit: int | None, llm: str, knobs: dict[str, tuple[fl
 
 
 def options_for(case: Case, policy: str, value: float, seed: int, levels: str) -> CascadeOptions:
-    knob = {"ocl": {"mu": value}, "threshold": {"threshold": value}, "budget": {"budget": value}}[policy]
-    return CascadeOptions(stream=case.stream, limit=case.limit, llm=case.llm, policy=policy, seed=seed, levels=levels, **knob)
+    options = CascadeOptions(stream=case.stream, limit=case.limit, llm=case.llm, policy=policy, seed=seed, levels=levels)
+    if policy == "ocl":
+        options.mu = value
+    elif policy == "threshold":
+        options.threshold = value
+    else:
+        options.budget = value
+    return options
 
 
 POINT_KEYS = ("llm_fraction", "accuracy", "agreement_with_llm", "llm_accuracy", "items_per_s_non_llm", "items_per_s_answer_only", "n", "seconds")

@@ -194,18 +194,18 @@ class OnlineCascade:
         run.llm_seconds += time.perf_counter() - clock
         clock = time.perf_counter()
         llm_label: dict[int, int | None] = {}
-        for k, i in enumerate(asked):
+        for k, item in enumerate(asked.tolist()):
             label = answers.labels[k]
-            llm_label[i] = label
-            used[i].append(self.llm.name)
-            answered_by[i] = self.llm.name
+            llm_label[item] = label
+            used[item].append(self.llm.name)
+            answered_by[item] = self.llm.name
             if label is not None:
-                prediction[i] = label
+                prediction[item] = label
         self._learn(run, texts, positions, provisional, seen_probs, {i: y for i, y in llm_label.items() if y is not None})
-        for i in range(n):
+        for row in range(n):
             run.outcomes.append(ItemOutcome(
-                int(positions[i]), ids[i], int(prediction[i]), answered_by[i] or self.levels[-1].name, used[i],
-                llm_label.get(i), i in llm_label and llm_label[i] is None, bool(capped[i]),
+                int(positions[row]), ids[row], int(prediction[row]), answered_by[row] or self.levels[-1].name, used[row],
+                llm_label.get(row), row in llm_label and llm_label[row] is None, bool(capped[row]),
             ))
         self.position_ += n
         run.non_llm_seconds += time.perf_counter() - clock
