@@ -64,7 +64,8 @@ def test_hashed_level_learns_a_separable_task() -> None:
 
 def test_embedding_level_with_any_encoder() -> None:
     _, texts, labels = toy_stream(120)
-    encode = lambda ts: np.array([[t.count(w) for w in GOOD + BAD] for t in ts], dtype=float)  # noqa: E731
+    def encode(ts):
+        return np.array([[t.count(w) for w in GOOD + BAD] for t in ts], dtype=float)
     level = EmbeddingLevel(encode)
     level.partial_fit(texts[:80], labels[:80])
     assert (level.predict_proba(texts[80:]).argmax(1) == np.array(labels[80:])).mean() > 0.95
@@ -72,7 +73,7 @@ def test_embedding_level_with_any_encoder() -> None:
 
 def test_ocl_cascade_imitates_the_llm_and_defers_less_over_time() -> None:
     ids, texts, labels = toy_stream(1500)
-    policy = OCLPolicy(1, [1.0, 100.0], mu=2.0, warmup=50)
+    policy = OCLPolicy(1, [1.0, 100.0], mu=0.3, warmup=50)
     cascade, llm = cascade_for(policy, ids, labels)
     run = cascade.run(ids, texts)
     figures = summarize(run, labels, {"hashed_lr": 1.0, "llm": 100.0}, "llm")

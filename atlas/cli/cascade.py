@@ -105,11 +105,11 @@ def annotate(
     console.print(f"recorded {len(todo)} answers ({len(items)} in {escape(str(out))}) in {seconds:.0f} s: {len(todo) / max(seconds, 1e-9):.2f} items/s, {totals.prompt_tokens:,} prompt tokens, ${totals.cost_usd:.4f}")
 
 
-def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, budget: float | None, budget_window: int | None,
+def _options(stream: str, limit: int | None, llm: str | None, policy: str, mu: float, budget: float | None, budget_window: int | None,
              threshold: float, levels: str, seed: int, batch: int, task=None):
     import math
 
-    from benchmarks.cascade.run import POLICIES, CascadeOptions
+    from benchmarks.cascade.run import LEVEL_SETS, POLICIES, CascadeOptions, default_llm
 
     if not math.isfinite(mu) or mu < 0:
         raise typer.BadParameter(f"mu weighs the cost of deferring and must be a number >= 0, got {mu:g}", param_hint="--mu")
@@ -118,31 +118,33 @@ def _options(stream: str, limit: int | None, llm: str, policy: str, mu: float, b
 
     if policy not in POLICIES:
         raise typer.BadParameter(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}", param_hint="--policy")
-    if levels not in ("hashed", "hashed,minilm"):
-        raise typer.BadParameter(f"unknown levels {levels!r}; choose hashed or hashed,minilm", param_hint="--levels")
+    if levels not in LEVEL_SETS:
+        raise typer.BadParameter(f"unknown levels {levels!r}; choose one of {', '.join(LEVEL_SETS)}", param_hint="--levels")
     if budget is not None and not 0.0 <= budget <= 1.0:
         raise typer.BadParameter(f"budget must be a fraction in [0, 1], got {budget}", param_hint="--budget")
-    return CascadeOptions(stream=stream, limit=limit, llm=llm, policy=policy, mu=mu, budget=budget, budget_window=budget_window,
-                          threshold=threshold, embeddings=levels == "hashed,minilm", seed=seed, batch_size=batch, task=task)
+    return CascadeOptions(stream=stream, limit=limit, llm=llm or default_llm(stream), policy=policy, mu=mu, budget=budget,
+                          budget_window=budget_window, threshold=threshold, levels=levels, seed=seed, batch_size=batch, task=task)
 
 
 STREAM_HELP = "imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, text-sources, or a .csv/.jsonl file with text (and label)"
-LLM_HELP = "annotations:FILE (recorded answers), local, or openai:MODEL"
-DEFAULT_ANNOTATIONS = "annotations:imdb-local-5000.jsonl"  # shipped: local model, seeded IMDB, first 5,000
+LLM_HELP = ("annotations:NAME|FILE[,FILE] (recorded answers; shipped: imdb-gpt-3.5, imdb-local-5000.jsonl, rt-local-2000.jsonl), "
+            "local, or openai:MODEL; default: GPT-3.5's answers for IMDB streams, the local model's otherwise")
+LEVELS_HELP = "cheap levels below the LLM: nb (default), hashed, nb,minilm or hashed,minilm"
+MU_HELP = "ocl: price of one deferral in expected errors (0 = send all to the LLM; about 0.5 and up: warm-up and exploration only)"
 
 
 @cascade_app.command("run")
 def run_command(
     ctx: typer.Context,
     stream: str = typer.Option("imdb", "--stream", help=STREAM_HELP),
-    limit: int | None = typer.Option(5000, "--limit", min=1),
-    llm: str = typer.Option(DEFAULT_ANNOTATIONS, "--llm", help=LLM_HELP),
+    limit: int | None = typer.Option(12500, "--limit", min=1),
+    llm: str | None = typer.Option(None, "--llm", help=LLM_HELP),
     policy: str = typer.Option("ocl", "--policy", help="ocl | threshold | budget"),
-    mu: float = typer.Option(5.0, "--mu", help="ocl: weight of the expected deferral cost"),
+    mu: float = typer.Option(0.2, "--mu", help=MU_HELP),
     budget: float | None = typer.Option(0.1, "--budget", help="budget: the largest share of items sent to the LLM"),
     budget_window: int | None = typer.Option(None, "--budget-window", min=1, help="budget: enforce the share in every window of this many items instead"),
     threshold: float = typer.Option(0.7, "--threshold", help="threshold: top probability a level needs to answer"),
-    levels: str = typer.Option("hashed", "--levels", help="hashed or hashed,minilm (below the LLM)"),
+    levels: str = typer.Option("nb", "--levels", help=LEVELS_HELP),
     seed: int = typer.Option(0, "--seed"),
     batch: int = typer.Option(32, "--batch", min=1, help="items answered before the levels learn from them"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, items.jsonl and plots"),
@@ -160,7 +162,8 @@ def run_command(
     with Progress(TextColumn("cascade"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
         bar_id = bar.add_task("cascade", total=limit)
         results = run_cascade(options, state(ctx).settings, out, progress=lambda done: bar.update(bar_id, completed=done))
-    shown: tuple[str, ...] = ("n", "accuracy", "macro_f1", "llm_accuracy", "llm_macro_f1", "agreement_with_llm", "llm_fraction", "cost", "cost_llm_only", "items_per_s_non_llm", "level_shares")
+    shown: tuple[str, ...] = ("n", "accuracy", "macro_f1", "llm_accuracy", "llm_macro_f1", "agreement_with_llm", "llm_fraction", "cost",
+                              "cost_llm_only", "items_per_s_non_llm", "items_per_s_answer_only", "level_shares")
     if results.get("headline_class"):
         shown += ("headline_class", "headline_recall", "llm_headline_recall")
     for key in shown:
@@ -169,14 +172,57 @@ def run_command(
     console.print(f"wrote {escape(str(out))}/results.json, items.jsonl, llm_rate.png, level_shares.png")
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be comma-separated numbers, got {text!r}", param_hint=option) from None
+
+
+@cascade_app.command()
+def bench(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, report.md and frontier.png"),
+    seed: int = typer.Option(0, "--seed"),
+    levels: str = typer.Option("nb", "--levels", help=LEVELS_HELP),
+    stream: str | None = typer.Option(None, "--stream", help="run one stream instead of the default plan (IMDB 12,500 with GPT-3.5, "
+                                      "imdb-by-length, IMDB 5,000 with the local model)"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="with --stream: first N items"),
+    llm: str | None = typer.Option(None, "--llm", help=f"with --stream: {LLM_HELP}"),
+    mu: str = typer.Option("0.05,0.2,0.3,0.4", "--mu", help="with --stream: ocl mu values"),
+    thresholds: str = typer.Option("0.6,0.7,0.9", "--thresholds", help="with --stream: threshold values"),
+    budgets: str = typer.Option("0.1,0.2,0.3,0.4", "--budgets", help="with --stream: budget shares"),
+) -> None:
+    """Each policy's accuracy / LLM-share frontier, the OCL paper's points on the same plot, targets met or not."""
+    from benchmarks.cascade.bench import default_plan, one_case, run_bench
+    from benchmarks.cascade.run import default_llm
+
+    for value, option, low, high in [(v, "--mu", 0.0, float("inf")) for v in _floats(mu, "--mu")] + \
+            [(v, "--thresholds", 0.0, 1.0) for v in _floats(thresholds, "--thresholds")] + [(v, "--budgets", 0.0, 1.0) for v in _floats(budgets, "--budgets")]:
+        if not low <= value <= high:
+            raise typer.BadParameter(f"{value:g} is out of range [{low:g}, {high:g}]", param_hint=option)
+    _options(stream or "imdb", limit, llm, "ocl", 0.1, 0.1, None, 0.7, levels, seed, 32)  # validates levels
+    if stream is None:
+        plan = default_plan()
+    else:
+        knobs = {"ocl": _floats(mu, "--mu"), "threshold": _floats(thresholds, "--thresholds"), "budget": _floats(budgets, "--budgets")}
+        plan = one_case(stream, limit, llm or default_llm(stream), {k: v for k, v in knobs.items() if v})
+    results = run_bench(plan, state(ctx).settings, out, seed=seed, levels=levels, report=lambda line: console.print(line, highlight=False))
+    for row in results["targets"]:
+        best = row["best"]
+        console.print(f"LLM share <= {row['cap']:.0%}: target {row['target']:.3f}, best {'none' if best is None else format(best['accuracy'], '.4f')}"
+                      f" -> {'met' if row['met'] else 'missed'}", highlight=False)
+    console.print(f"wrote {out}/results.json, report.md, frontier.png in {results['seconds']:.0f} s")
+
+
 @cascade_app.command()
 def sweep(
     ctx: typer.Context,
-    mu: str = typer.Option("0.5,1,2,5,10,20", "--mu", help="comma-separated mu values (ocl)"),
+    mu: str = typer.Option("0.05,0.2,0.3,0.4", "--mu", help="comma-separated mu values (ocl)"),
     stream: str = typer.Option("imdb", "--stream", help=STREAM_HELP),
-    limit: int | None = typer.Option(5000, "--limit", min=1),
-    llm: str = typer.Option(DEFAULT_ANNOTATIONS, "--llm", help=LLM_HELP),
-    levels: str = typer.Option("hashed", "--levels"),
+    limit: int | None = typer.Option(12500, "--limit", min=1),
+    llm: str | None = typer.Option(None, "--llm", help=LLM_HELP),
+    levels: str = typer.Option("nb", "--levels", help=LEVELS_HELP),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o"),
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
@@ -187,11 +233,7 @@ def sweep(
     from benchmarks.cascade.run import run_cascade
 
     the_task = _task(task, stream, labels, None, None, headline)
-
-    try:
-        values = [float(x) for x in mu.split(",") if x.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"--mu must be comma-separated numbers, got {mu!r}", param_hint="--mu") from None
+    values = _floats(mu, "--mu")
     points = []
     for value in values:
         options = _options(stream, limit, llm, "ocl", value, None, None, 0.7, levels, seed, 32, the_task)

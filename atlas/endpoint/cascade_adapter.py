@@ -100,7 +100,7 @@ class CascadeAdapter:
             return
         for _, route, label in items:
             for number, probs in enumerate(route.seen):
-                self.policy.learn(number, probs, probs.argmax(axis=1) != label)
+                self.policy.learn(number, probs, probs.argmax(axis=1) != label, route.position)
         fresh = [(text, label) for text, _, label in items]
         batch = fresh + self.replay.sample(min(REPLAY_MAX, REPLAY_PER_LABEL * len(fresh)))
         for level in self.levels:

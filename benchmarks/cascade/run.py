@@ -19,23 +19,35 @@ from policies.cascade.embedding import EmbeddingLevel
 from policies.cascade.hashed_text import HashedTextLevel
 from policies.cascade.llm_level import LLMLevel
 from policies.cascade.metrics import phase_figures, summarize
+from policies.cascade.nb_text import NBTextLevel
 from policies.cascade.task import Task
 
 POLICIES = ("ocl", "threshold", "budget")
-LEVEL_COSTS = {"hashed_lr": 1.0, "minilm_lr": 5.0, "llm": 100.0}
+LEVEL_SETS = ("nb", "hashed", "nb,minilm", "hashed,minilm")
+LEVEL_COSTS = {"nb_lr": 1.0, "hashed_lr": 1.0, "minilm_lr": 5.0, "llm": 100.0}
+GPT35_IMDB = "annotations:imdb-gpt-3.5"  # gpt-3.5-turbo-1106 on all 25,000 IMDB reviews (Nie et al. 2024)
+LOCAL_ANSWERS = {"imdb": "annotations:imdb-local-5000.jsonl", "rotten_tomatoes": "annotations:rt-local-2000.jsonl",
+                 "imdb-then-rt": "annotations:imdb-local-5000.jsonl,rt-local-2000.jsonl"}
+
+
+def default_llm(stream: str) -> str:
+    """The recorded answers a built-in stream replays by default: GPT-3.5's for IMDB, else the local model's."""
+    if stream in ("imdb", "imdb-by-length"):
+        return GPT35_IMDB
+    return LOCAL_ANSWERS.get(stream, GPT35_IMDB)
 
 
 @dataclass
 class CascadeOptions:
     stream: str = "imdb"
     limit: int | None = 5000
-    llm: str = "annotations:imdb-local-5000.jsonl"
+    llm: str = GPT35_IMDB
     policy: str = "ocl"
-    mu: float = 1.0
+    mu: float = 0.1
     budget: float | None = 0.1
     budget_window: int | None = None
     threshold: float = 0.7
-    embeddings: bool = True
+    levels: str = "nb"
     seed: int = 0
     batch_size: int = 32
     task: Any = None  # a policies.cascade.task.Task; None: the stream's own task
@@ -48,8 +60,11 @@ def annotation_path(name: str) -> Path:
         return path
     import benchmarks.streams
 
-    shipped = Path(benchmarks.streams.__file__).parent / "annotations" / path.name
-    return shipped if shipped.is_file() else path
+    folder = Path(benchmarks.streams.__file__).parent / "annotations"
+    for shipped in (folder / path.name, folder / f"{path.name}.jsonl"):
+        if shipped.is_file():
+            return shipped
+    return path
 
 
 def build_answerer(spec: str, settings: AtlasSettings, task: Task):
@@ -76,6 +91,49 @@ def build_policy(options: CascadeOptions, costs: list[float]):
     raise AtlasError(f"unknown policy {options.policy!r}; choose one of {', '.join(POLICIES)}")
 
 
+class MiniLMEncoder:
+    """Sentence vectors of a review's first 96 words; the model loads on first use and is not pickled."""
+
+    def __init__(self, words: int = 96) -> None:
+        self.words = words
+        self._model: Any = None
+
+    def __call__(self, texts) -> Any:
+        if self._model is None:
+            from memory.embed import make_embedder
+
+            self._model = make_embedder("minilm")
+        return self._model.encode([" ".join(t.split()[: self.words]) for t in texts])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"words": self.words, "_model": None}
+
+
+def answer_speed(levels: list[Any], texts: list[str], sample: int = 2000) -> float:
+    """Items per second the learned cheap levels answer at (every level asked, nothing learned)."""
+    chunk = texts[-sample:]
+    clock = time.perf_counter()
+    for first in range(0, len(chunk), 32):
+        for level in levels:
+            level.predict_proba(chunk[first:first + 32])
+    return len(chunk) / max(time.perf_counter() - clock, 1e-9)
+
+
+def build_levels(spec: str, classes: int, seed: int) -> list[Any]:
+    """The cheap levels, cheapest first: `nb` (default), `hashed`, optionally followed by `minilm`."""
+    if spec not in LEVEL_SETS:
+        raise AtlasError(f"unknown levels {spec!r}; choose one of {', '.join(LEVEL_SETS)}")
+    names = spec.split(",")
+    levels: list[Any] = []
+    if names[0] == "nb":
+        levels.append(NBTextLevel(classes=classes, cost=LEVEL_COSTS["nb_lr"], seed=seed))
+    else:
+        levels.append(HashedTextLevel(classes=classes, cost=LEVEL_COSTS["hashed_lr"], seed=seed))
+    if "minilm" in names:
+        levels.append(EmbeddingLevel(MiniLMEncoder(), classes=classes, cost=LEVEL_COSTS["minilm_lr"], seed=seed))
+    return levels
+
+
 def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | None = None,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     from benchmarks.streams.items import load_stream
@@ -87,17 +145,13 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     answerer, client = build_answerer(options.llm, settings, task)
     if isinstance(answerer, AnnotationAnswerer):
         answerer.check_covers(ids, texts)
-    levels: list[Any] = [HashedTextLevel(classes=len(stream.labels), cost=LEVEL_COSTS["hashed_lr"], seed=options.seed)]
-    if options.embeddings:
-        from memory.embed import make_embedder
-
-        encoder = make_embedder("minilm")
-        levels.append(EmbeddingLevel(lambda ts: encoder.encode([" ".join(t.split()[:96]) for t in ts]), classes=len(stream.labels), cost=LEVEL_COSTS["minilm_lr"], seed=options.seed))
+    levels = build_levels(options.levels, len(stream.labels), options.seed)
     llm = LLMLevel(answerer, cost=LEVEL_COSTS["llm"])
     policy = build_policy(options, [level.cost for level in levels] + [llm.cost])
     cascade = OnlineCascade(levels, llm, policy, batch_size=options.batch_size, drift=DisagreementDrift())
     started = time.perf_counter()
     run = cascade.run(ids, texts, progress)
+    answer_only = answer_speed(levels, texts)
     truth = [i.label for i in stream.items]
     reference = answerer.reference(ids) if isinstance(answerer, AnnotationAnswerer) else None
     # dollars: what the live model's calls were metered at (recorded answers cost nothing to replay)
@@ -105,8 +159,10 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     dollars = spent / llm.calls_ if llm.calls_ else 0.0
     results = {
         "stream": options.stream, "policy": options.policy, "mu": options.mu, "budget": options.budget, "seed": options.seed,
-        "llm": options.llm, "levels": [level.name for level in levels] + [llm.name], "task": task.name, "labels": list(task.labels),
+        "threshold": options.threshold, "llm": options.llm, "levels": [level.name for level in levels] + [llm.name],
+        "task": task.name, "labels": list(task.labels),
         **summarize(run, truth, {level.name: level.cost for level in [*levels, llm]}, llm.name, reference, dollars, task.labels, task.headline_index),
+        "items_per_s_answer_only": answer_only,
         "by_source": phase_figures(run.outcomes, truth, [i.source for i in stream.items], task.labels),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -124,23 +180,21 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
 
 
 def plot_stream(outcomes, level_names: list[str], rate_path: Path, shares_path: Path, window: int = 200) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
 
     from benchmarks.reports import rolling
 
     x = list(range(1, len(outcomes) + 1))
-    fig, axis = plt.subplots(figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    axis = fig.subplots()
     axis.plot(x, rolling([1.0 if o.llm_label is not None or o.llm_unparsed else 0.0 for o in outcomes], window))
     axis.set_xlabel("item")
     axis.set_ylabel(f"LLM-call rate (last {window})")
     axis.set_ylim(0, 1)
     fig.tight_layout()
     fig.savefig(rate_path, dpi=110)
-    plt.close(fig)
-    fig, axis = plt.subplots(figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    axis = fig.subplots()
     axis.stackplot(x, *[rolling([1.0 if o.answered_by == name else 0.0 for o in outcomes], window) for name in level_names], labels=level_names)
     axis.set_ylim(0, 1)
     axis.set_xlabel("item")
@@ -148,4 +202,3 @@ def plot_stream(outcomes, level_names: list[str], rate_path: Path, shares_path: 
     axis.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(shares_path, dpi=110)
-    plt.close(fig)

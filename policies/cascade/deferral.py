@@ -1,14 +1,15 @@
-"""Deferral policies: who answers an item. Each sees only a level's class probabilities and the past.
+"""Deferral policies: who answers an item. Each sees a level's class probabilities and the past only.
 
-`ThresholdPolicy` (the usual baseline): defer while the level's top probability is under its threshold.
-`OCLPolicy` (online cascade learning, Nie et al. 2024): per level a small network maps the level's
-class probabilities to a defer score; it learns online, on items the LLM labelled, to defer when the
-level would be wrong (a calibration loss) while paying mu times the expected cost of deferring; early
-items all go to the LLM (warm-up) and a fading share is deferred by force so that the policy keeps
-seeing the level's mistakes.
-`BudgetPolicy`: a hard cap on LLM calls (a fraction of the items seen, or a count per window) that is
-never exceeded; it spends the budget on the items the cascade is least sure about, with a threshold
-that adapts to the budget.
+Every policy has one cost knob that moves the LLM share monotonically from (nearly) all items to none:
+`ThresholdPolicy(t)`: defer while the level's top probability is under t (t = 1: everything goes on).
+`OCLPolicy(mu)` (after Nie et al., Online Cascade Learning, 2024): per level an online logistic model
+estimates q = P(the level's answer differs from the LLM's) from the level's probabilities and how many
+labels it has learned from; it learns on every LLM-labelled item, and the level defers when the
+expected error it would leave, q, exceeds mu times the relative cost of the next level (mu = 0: defer
+everything; mu >= 1 against the LLM: only the warm-up and a small exploration share are deferred).
+Exploration (a fading share of random deferrals) keeps q calibrated on items the level is sure of.
+`BudgetPolicy(F)`: a hard cap on LLM calls (a share of the items seen, or a count per window) that holds
+at every prefix; it spends the budget on the items the cascade is least sure of, with a cut that adapts.
 """
 
 from __future__ import annotations
@@ -16,20 +17,16 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def features(probs: np.ndarray) -> np.ndarray:
-    """Top probability, margin to the runner-up, normalised entropy, and a bias term, each scaled
-    to [0, 1] whatever the number of classes K (top: 0 at 1/K, 1 at certainty), so that a defer
-    network means the same for 2 classes as for 7."""
-    ordered = np.sort(probs, axis=1)[:, ::-1]
-    k = max(2, probs.shape[1])
-    top = (ordered[:, 0] - 1.0 / k) * k / (k - 1)
-    margin = ordered[:, 0] - (ordered[:, 1] if probs.shape[1] > 1 else 0.0)
-    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1) / math.log(max(2, probs.shape[1]))
-    return np.column_stack([top, margin, entropy, np.ones(len(probs))])
+def top_and_entropy(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    classes = max(2, probs.shape[1])
+    top = probs.max(axis=1)
+    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1) / math.log(classes)
+    return top, entropy
 
 
 def uncertainty(probs: np.ndarray) -> np.ndarray:
@@ -39,94 +36,111 @@ def uncertainty(probs: np.ndarray) -> np.ndarray:
 
 
 class ThresholdPolicy:
-    """Defer while a level's top class probability is below its threshold."""
+    """Defer while a level's top class probability is below its threshold (one for all levels, or one each)."""
 
     name = "threshold"
 
-    def __init__(self, thresholds: float | list[float] = 0.8) -> None:
-        self.thresholds = thresholds
+    def __init__(self, thresholds: float | Sequence[float] = 0.8) -> None:
+        values = [float(thresholds)] if isinstance(thresholds, (int, float)) else [float(t) for t in thresholds]
+        if not values or not all(0.0 <= t <= 1.0 for t in values):
+            raise ValueError(f"thresholds must be in [0, 1], got {thresholds!r}")
+        self.thresholds = values
+
+    def threshold(self, level: int) -> float:
+        return self.thresholds[0] if len(self.thresholds) == 1 else self.thresholds[level]
 
     def defer(self, level: int, probs: np.ndarray, position: int) -> np.ndarray:
-        threshold = self.thresholds if isinstance(self.thresholds, float) else self.thresholds[level]
+        threshold = self.threshold(level)
+        if threshold >= 1.0:
+            return np.ones(len(probs), dtype=bool)
         return probs.max(axis=1) < threshold
 
-    def learn(self, level: int, probs: np.ndarray, wrong: np.ndarray) -> None:
+    def learn(self, level: int, probs: np.ndarray, wrong: np.ndarray, position: int) -> None:
         return None
 
     def admit(self, scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return np.ones(len(scores), dtype=bool)
 
-    def boost(self, factor: float) -> None:
+    def boost(self, extra: float) -> None:
         return None
 
 
-class _DeferNet:
-    """A one-hidden-layer network (numpy) from probability features to a defer score in (0, 1)."""
+class DisagreementModel:
+    """Online logistic regression for q = P(level answer != LLM answer) on [logit(1 - top), entropy,
+    log labels seen, 1]. It starts as q = 1 - top (the level's own word) and corrects itself on every
+    LLM-labelled item with AdaGrad steps."""
 
-    def __init__(self, inputs: int, hidden: int, rng: np.random.Generator, lr: float) -> None:
-        self.w1 = rng.normal(0, 0.5, (inputs, hidden))
-        self.w2 = rng.normal(0, 0.5, hidden)
-        self.b2 = 0.0
+    def __init__(self, lr: float = 0.3) -> None:
+        self.w_ = np.array([1.0, 0.0, 0.0, 0.0])
+        self.g2_ = np.full(4, 1e-6)
         self.lr = lr
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(np.tanh(x @ self.w1) @ self.w2 + self.b2)))
+    @staticmethod
+    def inputs(probs: np.ndarray, labels_seen: int) -> np.ndarray:
+        top, entropy = top_and_entropy(probs)
+        wrong = np.clip(1.0 - top, 1e-6, 1 - 1e-6)
+        return np.column_stack([np.log(wrong / (1 - wrong)), entropy, np.full(len(probs), math.log1p(labels_seen) / 10), np.ones(len(probs))])
 
-    def step(self, x: np.ndarray, target: np.ndarray, cost: float, mu: float) -> None:
-        """Gradient step on BCE(score, target) + mu * cost * score, averaged over the rows."""
-        h = np.tanh(x @ self.w1)
-        s = 1.0 / (1.0 + np.exp(-(h @ self.w2 + self.b2)))
-        dz = (s - target) + mu * cost * s * (1.0 - s)
-        self.w2 -= self.lr * (h.T @ dz) / len(x)
-        self.b2 -= self.lr * dz.mean()
-        dh = np.outer(dz, self.w2) * (1.0 - h**2)
-        self.w1 -= self.lr * (x.T @ dh) / len(x)
+    def q(self, probs: np.ndarray, labels_seen: int) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(self.inputs(probs, labels_seen) @ self.w_, -30, 30)))
+
+    def step(self, probs: np.ndarray, wrong: np.ndarray, labels_seen: int) -> None:
+        x = self.inputs(probs, labels_seen)
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ self.w_, -30, 30)))
+        gradient = x.T @ (p - wrong.astype(float)) / len(x)
+        self.g2_ += gradient**2
+        self.w_ -= self.lr * gradient / np.sqrt(self.g2_)
 
 
 class OCLPolicy:
-    """Learned deferral per level: defer when the net's score exceeds 1/2, after a warm-up."""
+    """Learned, cost-aware deferral per level: defer when q > mu * (next level's cost / LLM cost)."""
 
     name = "ocl"
 
-    def __init__(self, levels: int, costs: list[float], mu: float = 0.5, warmup: int = 100, forced: float = 0.2,
-                 forced_half_life: int = 200, min_forced: float = 0.01, hidden: int = 8, lr: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, levels: int, costs: Sequence[float], mu: float = 0.1, warmup: int = 100, explore: float = 0.05,
+                 explore_half_life: int = 500, min_explore: float = 0.005, lr: float = 0.3, seed: int = 0) -> None:
         if mu < 0:
             raise ValueError(f"mu must be >= 0, got {mu}")
+        if len(costs) != levels + 1:
+            raise ValueError(f"give one cost per level and the LLM's last: {levels + 1} costs, got {len(costs)}")
+        if not 0.0 <= min_explore <= explore <= 1.0 or warmup < 0:
+            raise ValueError("need 0 <= min_explore <= explore <= 1 and warmup >= 0")
         self.mu = mu
         self.warmup = warmup
-        self.forced = forced
-        self.forced_half_life = forced_half_life
-        self.min_forced = min_forced
-        generator = np.random.default_rng(seed)
-        self.nets = [_DeferNet(4, hidden, generator, lr) for _ in range(levels)]
-        total = sum(costs)
-        # what deferring from level i costs at most: everything after it, relative to the whole cascade
-        self.defer_cost = [sum(costs[i + 1:]) / total for i in range(levels)]
+        self.explore = explore
+        self.explore_half_life = explore_half_life
+        self.min_explore = min_explore
+        self.models = [DisagreementModel(lr) for _ in range(levels)]
+        # what deferring from level i costs: the next level's price, relative to the LLM's
+        self.defer_cost = [costs[i + 1] / costs[-1] for i in range(levels)]
         self.labels_seen = [0] * levels
         self.boosted = 0.0
         self._rng = random.Random(f"ocl:{seed}")
 
-    def forced_share(self, level: int) -> float:
-        fade = 0.5 ** (self.labels_seen[level] / self.forced_half_life)
-        return max(self.min_forced, self.forced * fade) + self.boosted
+    def explore_share(self, level: int) -> float:
+        if self.mu <= 0:
+            return 0.0
+        fade = 0.5 ** (self.labels_seen[level] / self.explore_half_life)
+        return max(self.min_explore, self.explore * fade) + self.boosted
 
     def defer(self, level: int, probs: np.ndarray, position: int) -> np.ndarray:
         if position < self.warmup:
             return np.ones(len(probs), dtype=bool)
-        learned = self.nets[level].score(features(probs)) > 0.5
-        forced = np.array([self._rng.random() < self.forced_share(level) for _ in range(len(probs))])
-        return learned | forced
+        learned = self.models[level].q(probs, self.labels_seen[level]) > self.mu * self.defer_cost[level]
+        share = self.explore_share(level)
+        explored = np.array([self._rng.random() < share for _ in range(len(probs))], dtype=bool)
+        return learned | explored
 
-    def learn(self, level: int, probs: np.ndarray, wrong: np.ndarray) -> None:
+    def learn(self, level: int, probs: np.ndarray, wrong: np.ndarray, position: int) -> None:
         if len(probs):
-            self.nets[level].step(features(probs), wrong.astype(float), self.defer_cost[level], self.mu)
+            self.models[level].step(probs, wrong, self.labels_seen[level])
             self.labels_seen[level] += len(probs)
 
     def admit(self, scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return np.ones(len(scores), dtype=bool)
 
     def boost(self, extra: float) -> None:
-        """Drift: defer more for a while (the runner lowers it again)."""
+        """Drift: explore more for a while (the cascade lowers it again)."""
         self.boosted = extra
 
 
@@ -162,7 +176,7 @@ class BudgetPolicy:
     def defer(self, level: int, probs: np.ndarray, position: int) -> np.ndarray:
         return self.inner.defer(level, probs, position) if level < self.levels - 1 else np.ones(len(probs), dtype=bool)
 
-    def learn(self, level: int, probs: np.ndarray, wrong: np.ndarray) -> None:
+    def learn(self, level: int, probs: np.ndarray, wrong: np.ndarray, position: int) -> None:
         return None
 
     def boost(self, extra: float) -> None:

@@ -1,0 +1,145 @@
+"""`atlas cascade bench`: each deferral policy's accuracy / LLM-share frontier on the seeded IMDB stream
+with GPT-3.5's recorded answers, the length-sorted stream as a shift case, and the local model's
+answers as the weak-expert case; the Online Cascade Learning paper's points on the same plot."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas.config import AtlasSettings
+from benchmarks.cascade.run import (
+    GPT35_IMDB,
+    LOCAL_ANSWERS,
+    CascadeOptions,
+    run_cascade,
+)
+
+# Nie et al., Online Cascade Learning (ICML 2024), IMDB with GPT-3.5: LR on TF-IDF, then BERT-base
+# fine-tuned online on a GPU (the authors' run logs; /work/shared/data/llm-labels/README.md)
+PAPER_POINTS = ((0.088, 0.872), (0.093, 0.878), (0.207, 0.915), (0.294, 0.924), (0.409, 0.930))
+TARGETS = ((0.10, 0.885), (0.20, 0.920), (0.30, 0.930), (0.40, 0.937))
+KNOB = {"ocl": "mu", "threshold": "threshold", "budget": "budget"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One stream with one LLM's answers and, per policy, the knob values to run."""
+
+    name: str
+    stream: str
+    limit: int | None
+    llm: str
+    knobs: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+def default_plan() -> list[Case]:
+    return [
+        Case("imdb-gpt-3.5", "imdb", 12500, GPT35_IMDB,
+             {"ocl": (0.05, 0.1, 0.15, 0.2, 0.3, 0.35, 0.4), "threshold": (0.6, 0.8), "budget": (0.1, 0.2, 0.4)}),
+        Case("imdb-by-length-gpt-3.5", "imdb-by-length", 12500, GPT35_IMDB, {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.2,)}),
+        Case("imdb-local", "imdb", 5000, LOCAL_ANSWERS["imdb"], {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.1,)}),
+    ]
+
+
+def one_case(stream: str, limit: int | None, llm: str, knobs: dict[str, tuple[float, ...]]) -> list[Case]:
+    return [Case(f"{Path(stream).name}", stream, limit, llm, knobs)]
+
+
+def options_for(case: Case, policy: str, value: float, seed: int, levels: str) -> CascadeOptions:
+    options = CascadeOptions(stream=case.stream, limit=case.limit, llm=case.llm, policy=policy, seed=seed, levels=levels)
+    if policy == "ocl":
+        options.mu = value
+    elif policy == "threshold":
+        options.threshold = value
+    else:
+        options.budget = value
+    return options
+
+
+POINT_KEYS = ("llm_fraction", "accuracy", "agreement_with_llm", "llm_accuracy", "items_per_s_non_llm", "items_per_s_answer_only", "n", "seconds")
+
+
+def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: int = 0, levels: str = "nb",
+              report: Callable[[str], None] = print) -> dict[str, Any]:
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    points: list[dict[str, Any]] = []
+    for case in plan:
+        for policy, values in case.knobs.items():
+            for value in values:
+                result = run_cascade(options_for(case, policy, value, seed, levels), settings)
+                point = {"case": case.name, "stream": case.stream, "llm": case.llm, "policy": policy, "knob": KNOB[policy], "value": value,
+                         "seed": seed, "levels": levels, **{key: result[key] for key in POINT_KEYS}}
+                points.append(point)
+                report(f"{case.name} {policy} {KNOB[policy]}={value:g}: LLM share {point['llm_fraction']:.3f}, accuracy {point['accuracy']:.4f}, "
+                       f"agreement {point['agreement_with_llm']:.3f}, {point['items_per_s_non_llm']:.0f} items/s")
+    results = {"seed": seed, "levels": levels, "cases": [asdict(c) for c in plan], "points": points,
+               "targets": best_under_caps(points, plan[0].name if plan else ""), "paper_points": PAPER_POINTS,
+               "seconds": round(time.perf_counter() - started, 1)}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(results), encoding="utf-8")
+    plot(points, plan, out / "frontier.png")
+    return results
+
+
+def best_under_caps(points: Sequence[dict[str, Any]], case: str) -> list[dict[str, Any]]:
+    """Per target share cap: the most accurate point of `case` within it (any policy)."""
+    rows = []
+    for cap, target in TARGETS:
+        within = [p for p in points if p["case"] == case and p["llm_fraction"] <= cap and p["accuracy"] is not None]
+        best = max(within, key=lambda p: p["accuracy"], default=None)
+        rows.append({"cap": cap, "target": target, "paper": max((a for s, a in PAPER_POINTS if s <= cap), default=None),
+                     "best": None if best is None else {k: best[k] for k in ("policy", "value", "llm_fraction", "accuracy")},
+                     "met": best is not None and best["accuracy"] >= target})
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"# Cascade frontier (seed {results['seed']}, levels {results['levels']}, {results['seconds']:.0f} s)", ""]
+    for case in results["cases"]:
+        rows = sorted((p for p in results["points"] if p["case"] == case["name"]), key=lambda p: p["llm_fraction"])
+        if not rows:
+            continue
+        llm_accuracy = rows[0]["llm_accuracy"]
+        lines += [f"## {case['name']} ({case['stream']}, {rows[0]['n']} items, {case['llm']}; LLM alone {llm_accuracy:.3f})", "",
+                  "| policy | knob | LLM share | accuracy | agreement with LLM | items/s (stream) | items/s (answer only) |", "|---|---|---|---|---|---|---|"]
+        for p in rows:
+            lines.append(f"| {p['policy']} | {p['knob']} {p['value']:g} | {p['llm_fraction']:.3f} | {p['accuracy']:.4f} | {p['agreement_with_llm']:.3f} | "
+                         f"{p['items_per_s_non_llm']:.0f} | {p['items_per_s_answer_only']:.0f} |")
+        lines.append("")
+    lines += ["## Targets (first case)", "", "| LLM share at most | target | paper (BERT on GPU) | best here | met |", "|---|---|---|---|---|"]
+    for row in results["targets"]:
+        best = row["best"]
+        shown = "none" if best is None else f"{best['accuracy']:.4f} ({best['policy']} {best['value']:g}, share {best['llm_fraction']:.3f})"
+        paper = "" if row["paper"] is None else f"{row['paper']:.3f}"
+        lines.append(f"| {row['cap']:.0%} | {row['target']:.3f} | {paper} | {shown} | {'yes' if row['met'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: Sequence[dict[str, Any]], plan: Sequence[Case], path: Path) -> None:
+    from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
+
+    fig = Figure(figsize=(5.5 * len(plan), 4.2))
+    axes = fig.subplots(1, len(plan), squeeze=False)
+    for axis, case in zip(axes[0], plan):
+        mine = [p for p in points if p["case"] == case.name]
+        for policy in KNOB:
+            rows = sorted((p for p in mine if p["policy"] == policy), key=lambda p: p["llm_fraction"])
+            if rows:
+                axis.plot([p["llm_fraction"] for p in rows], [p["accuracy"] for p in rows], "o-", label=policy)
+        if mine and mine[0]["llm_accuracy"] is not None:
+            axis.axhline(mine[0]["llm_accuracy"], color="grey", linestyle="--", label="LLM alone")
+        if case.llm == GPT35_IMDB:
+            axis.plot([s for s, _ in PAPER_POINTS], [a for _, a in PAPER_POINTS], "k^", label="OCL paper (BERT, GPU)")
+        axis.set_title(case.name, fontsize=9)
+        axis.set_xlabel("LLM share")
+        axis.set_ylabel("accuracy (prequential, true labels)")
+        axis.set_xlim(0, 1)
+        axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

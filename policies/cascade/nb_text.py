@@ -1,0 +1,133 @@
+"""The default cheap level: NB-weighted logistic regression on hashed word n-grams (NBSVM-style, Wang and
+Manning 2012), learned online. Binary word 1-2-gram features (no vocabulary: hashing) are scaled by
+log-count ratios counted over the LLM-labelled items seen so far, and a logistic regression is refitted
+by SGD over all of them (the level keeps their sparse rows) whenever their number has grown by
+`growth`; in between, new labels take one SGD pass. K classes: one-vs-rest heads, each with its own
+ratios. Nothing is fitted on an item before the cascade has answered it: the level only learns in
+`partial_fit`, which the cascade calls after a batch is answered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.linear_model import SGDClassifier
+
+from policies.cascade.base import uniform
+
+TOKENS = r"(?u)\b\w+\b|[!?]"
+
+
+class NBTextLevel:
+    keeps_history = True  # the cascade gives it only fresh labels: it replays all of them itself
+
+    learns = True
+
+    def __init__(self, classes: int = 2, n_features: int = 2**20, ngrams: tuple[int, int] = (1, 2), alpha: float = 1e-5,
+                 epochs: int = 15, growth: float = 0.05, min_new: int = 16, smoothing: float = 1.0, cost: float = 1.0,
+                 seed: int = 0, name: str = "nb_lr") -> None:
+        if classes < 2:
+            raise ValueError(f"a level needs at least 2 classes, got {classes}")
+        if not 0 < growth <= 10 or epochs < 1 or min_new < 1 or smoothing <= 0:
+            raise ValueError("NBTextLevel needs 0 < growth <= 10, epochs >= 1, min_new >= 1 and smoothing > 0")
+        self.name = name
+        self.classes = classes
+        self.cost = cost
+        self.alpha = alpha
+        self.epochs = epochs
+        self.growth = growth
+        self.min_new = min_new
+        self.smoothing = smoothing
+        self.seed = seed
+        self.vectorizer = HashingVectorizer(n_features=n_features, ngram_range=ngrams, alternate_sign=False, norm=None,
+                                            binary=True, token_pattern=TOKENS)
+        self.counts_ = np.zeros((classes, n_features))
+        self.class_counts_ = np.zeros(classes)
+        self.rows_: list[sp.csr_matrix] = []
+        self.labels_: list[np.ndarray] = []
+        self.n_seen_ = 0
+        self.fitted_at_ = 0
+        self.heads_: list[tuple[np.ndarray, SGDClassifier | None]] = []  # (ratios, model) per head
+        self.scale_ = 1.0
+        self._last: tuple[tuple[str, ...], sp.csr_matrix] | None = None
+
+    # --- features ---------------------------------------------------------------------------------
+    def _binary(self, texts: Sequence[str]) -> sp.csr_matrix:
+        key = tuple(texts)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        matrix = self.vectorizer.transform(texts).tocsr()
+        self._last = (key, matrix)  # the batch just answered is usually learned next: vectorise it once
+        return matrix
+
+    def _head_targets(self) -> list[int]:
+        return [1] if self.classes == 2 else list(range(self.classes))
+
+    def _ratios(self, target: int) -> np.ndarray:
+        mine = self.counts_[target] + self.smoothing
+        rest = self.counts_.sum(axis=0) - self.counts_[target] + self.smoothing
+        return np.log(mine / mine.sum()) - np.log(rest / rest.sum())
+
+    # --- scikit-learn surface ---------------------------------------------------------------------
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if not self.heads_:
+            return uniform(len(texts), self.classes)
+        binary = self._binary(texts)
+        scores = np.column_stack([np.zeros(binary.shape[0]) if model is None else model.predict_proba(binary.multiply(ratios).tocsr() * self.scale_)[:, 1]
+                                  for ratios, model in self.heads_])
+        if self.classes == 2:
+            return np.column_stack([1.0 - scores[:, 0], scores[:, 0]])
+        scores = np.clip(scores, 1e-9, None)
+        return scores / scores.sum(axis=1, keepdims=True)
+
+    def partial_fit(self, texts: Sequence[str], labels: Sequence[int]) -> None:
+        if not len(texts):
+            return
+        y = np.asarray(labels, dtype=int)
+        if y.min() < 0 or y.max() >= self.classes:
+            raise ValueError(f"labels must be in 0..{self.classes - 1}, got {sorted(set(y.tolist()))}")
+        binary = self._binary(texts)
+        for k in range(self.classes):
+            mask = y == k
+            if mask.any():
+                self.counts_[k] += np.asarray(binary[mask].sum(axis=0)).ravel()
+        new_class = bool(((self.class_counts_ == 0) & (np.bincount(y, minlength=self.classes) > 0)).any())
+        self.class_counts_ += np.bincount(y, minlength=self.classes)
+        self.rows_.append(binary)
+        self.labels_.append(y)
+        self.n_seen_ += len(y)
+        if (self.class_counts_ > 0).sum() < 2:
+            return  # one class so far: nothing to separate yet
+        if not self.heads_ or new_class or self.n_seen_ - self.fitted_at_ >= max(self.min_new, self.growth * self.fitted_at_):
+            self._refit()
+        else:
+            self._update(binary, y)
+
+    def _update(self, binary: sp.csr_matrix, y: np.ndarray) -> None:
+        """One SGD pass over new labels with the current ratios (refits recompute the ratios)."""
+        for target, (ratios, model) in zip(self._head_targets(), self.heads_):
+            if model is not None:
+                model.partial_fit(binary.multiply(ratios).tocsr() * self.scale_, (y == target).astype(int), classes=np.array([0, 1]))
+
+    def _refit(self) -> None:
+        everything = sp.vstack(self.rows_, format="csr")
+        y = np.concatenate(self.labels_)
+        self.rows_, self.labels_ = [everything], [y]
+        self.scale_ = 1.0 / np.sqrt(max(1.0, everything.getnnz(axis=1).mean()))
+        heads = []
+        for target in self._head_targets():
+            ratios = self._ratios(target)
+            if self.class_counts_[target] == 0 or self.class_counts_[target] == len(y):
+                heads.append((ratios, None))  # a class never seen yet (K > 2): no evidence for it
+                continue
+            model = SGDClassifier(loss="log_loss", alpha=self.alpha, max_iter=self.epochs, tol=None, random_state=self.seed)
+            model.fit(everything.multiply(ratios).tocsr() * self.scale_, (y == target).astype(int))
+            heads.append((ratios, model))
+        self.heads_ = heads
+        self.fitted_at_ = self.n_seen_
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_last": None}

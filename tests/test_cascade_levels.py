@@ -1,0 +1,252 @@
+"""Cascade levels and policies for K classes, the cost knobs, the incremental API, save and resume, and
+the bench command (small streams; the frontier figures come from `atlas cascade bench`)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import SGDClassifier
+from sklearn.naive_bayes import MultinomialNB
+from typer.testing import CliRunner
+
+from atlas.cli.main import app
+from benchmarks.streams.items import load_stream
+from policies.cascade.base import DeferralPolicy, Level
+from policies.cascade.cascade import CascadeStateError, OnlineCascade
+from policies.cascade.deferral import BudgetPolicy, OCLPolicy, ThresholdPolicy
+from policies.cascade.embedding import EmbeddingLevel
+from policies.cascade.hashed_text import HashedTextLevel
+from policies.cascade.llm_level import LLMAnswers, LLMLevel
+from policies.cascade.nb_text import NBTextLevel
+from policies.cascade.replay import ReplayBuffer
+from policies.cascade.sklearn_level import SklearnLevel
+
+runner = CliRunner()
+WORDS = (("wonderful", "great", "superb"), ("awful", "boring", "terrible"), ("odd", "strange", "weird"), ("funny", "silly", "comic"))
+FILLER = ("film", "plot", "actor", "scene", "story", "music", "ending", "camera")
+
+
+def k_stream(n: int, classes: int = 3, seed: int = 0, mixed: float = 0.3):
+    """Texts of `classes` classes; a share `mixed` also carries another class's word (harder items)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n).tolist()
+    texts = []
+    for i, y in enumerate(labels):
+        words = list(rng.choice(WORDS[y], 2)) + list(rng.choice(FILLER, 4))
+        if rng.random() < mixed:
+            words.append(str(rng.choice(WORDS[(y + 1 + rng.integers(0, classes - 1)) % classes])))
+        rng.shuffle(words)
+        texts.append(" ".join(words) + f" number {i}")
+    return [f"k{i}" for i in range(n)], texts, labels
+
+
+class Oracle:
+    def __init__(self, ids, labels, classes: int) -> None:
+        self.labels = dict(zip(ids, labels))
+        self.classes = classes
+
+    def __call__(self, ids, texts) -> LLMAnswers:
+        out = [self.labels[i] for i in ids]
+        return LLMAnswers(out, np.eye(self.classes)[out])
+
+
+def cascade(policy, ids, labels, classes=3, levels=None, batch=16) -> OnlineCascade:
+    llm = LLMLevel(Oracle(ids, labels, classes), cost=100.0)
+    return OnlineCascade(levels or [NBTextLevel(classes=classes, n_features=2**16)], llm, policy, batch_size=batch)
+
+
+def llm_share(run) -> float:
+    return sum(o.llm_label is not None for o in run.outcomes) / len(run.outcomes)
+
+
+def accuracy(run, labels) -> float:
+    return float(np.mean([o.prediction == y for o, y in zip(run.outcomes, labels)]))
+
+
+@pytest.mark.parametrize("classes", [2, 3, 4])
+def test_nb_level_learns_k_classes_and_predicting_changes_nothing(classes: int) -> None:
+    _, texts, labels = k_stream(400, classes)
+    level = NBTextLevel(classes=classes, n_features=2**16)
+    assert isinstance(level, Level)
+    assert np.allclose(level.predict_proba(texts[:3]), 1.0 / classes)
+    level.partial_fit(texts[:300], labels[:300])
+    before = pickle.dumps(level)
+    probs = level.predict_proba(texts[300:])
+    assert pickle.dumps(level) == before  # prediction never changes state
+    assert probs.shape == (100, classes) and np.allclose(probs.sum(axis=1), 1.0)
+    assert (probs.argmax(axis=1) == np.array(labels[300:])).mean() > 0.9
+
+
+def test_nb_level_refits_on_growth_and_updates_between() -> None:
+    _, texts, labels = k_stream(300, 3)
+    level = NBTextLevel(classes=3, n_features=2**16, growth=0.5, min_new=10)
+    level.partial_fit(texts[:20], labels[:20])
+    assert level.fitted_at_ == 20
+    level.partial_fit(texts[20:25], labels[20:25])
+    assert level.fitted_at_ == 20 and level.n_seen_ == 25  # a small batch: one SGD pass, no refit
+    level.partial_fit(texts[25:60], labels[25:60])
+    assert level.fitted_at_ == 60
+    with pytest.raises(ValueError, match="labels must be in 0..2"):
+        level.partial_fit(texts[:2], [0, 5])
+
+
+def test_nb_level_with_a_class_not_seen_yet() -> None:
+    _, texts, labels = k_stream(200, 3)
+    two = [(t, y) for t, y in zip(texts, labels) if y != 2][:80]
+    level = NBTextLevel(classes=3, n_features=2**16)
+    level.partial_fit([t for t, _ in two], [y for _, y in two])
+    probs = level.predict_proba(texts[:50])
+    assert probs.shape == (50, 3) and probs[:, 2].max() < 0.01
+
+
+@pytest.mark.parametrize("estimator", [SGDClassifier(loss="log_loss", random_state=0), MultinomialNB()])
+def test_sklearn_level_wraps_any_partial_fit_estimator(estimator) -> None:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    _, texts, labels = k_stream(400, 4)
+    vectorizer = HashingVectorizer(n_features=2**14, alternate_sign=False)
+    level = SklearnLevel(estimator, vectorizer.transform, classes=4, name="any")
+    level.partial_fit(texts[:300], labels[:300])
+    assert (level.predict_proba(texts[300:]).argmax(axis=1) == np.array(labels[300:])).mean() > 0.85
+    assert not hasattr(estimator, "classes_")  # the caller's estimator is cloned, never changed
+
+
+def test_sklearn_level_refuses_an_estimator_without_partial_fit() -> None:
+    from sklearn.svm import SVC
+
+    with pytest.raises(TypeError, match="SVC has no partial_fit"):
+        SklearnLevel(SVC(), lambda ts: np.zeros((len(ts), 2)))
+
+
+def test_embedding_cache_is_bounded_by_the_replay_buffer() -> None:
+    ids, texts, labels = k_stream(600, 2, mixed=0.0)
+    vocabulary = sorted({w for group in WORDS[:2] for w in group})
+    def encode(ts):
+        return np.array([[t.split().count(w) for w in vocabulary] for t in ts], dtype=float)
+    level = EmbeddingLevel(encode, classes=2)
+    run = cascade(ThresholdPolicy(0.9), ids, labels, classes=2, levels=[HashedTextLevel(), level])
+    run.replay = ReplayBuffer(size=50)
+    run.run(ids, texts)
+    assert 0 < level.cached <= 50  # forget(...) ran after every batch
+    assert level.cached == len({t for t, _ in run.replay.items} & set(level._rows))
+
+
+def test_threshold_policy_accepts_any_number_and_one_means_everything() -> None:
+    probs = np.array([[0.99, 0.01], [0.6, 0.4]])
+    assert ThresholdPolicy(1).defer(0, probs, 0).all()
+    assert not ThresholdPolicy(0).defer(0, probs, 0).any()
+    assert ThresholdPolicy([0.5, 0.95]).defer(1, probs, 0).tolist() == [False, True]
+    assert isinstance(ThresholdPolicy(0.7), DeferralPolicy) and isinstance(OCLPolicy(1, [1, 100]), DeferralPolicy)
+    with pytest.raises(ValueError, match="thresholds must be in"):
+        ThresholdPolicy(1.5)
+    with pytest.raises(ValueError, match="one cost per level"):
+        OCLPolicy(2, [1.0, 100.0])
+
+
+def test_two_cheap_levels_both_answer() -> None:
+    ids, texts, labels = k_stream(800, 3)
+    levels = [HashedTextLevel(classes=3, name="first"), NBTextLevel(classes=3, n_features=2**16, name="second")]
+    run = cascade(ThresholdPolicy([0.6, 0.7]), ids, labels, levels=levels).run(ids, texts)
+    shares = {name: sum(o.answered_by == name for o in run.outcomes) for name in ("first", "second", "llm")}
+    assert all(shares.values()), shares
+    assert all(o.levels_used[:2] == ["first", "second"] for o in run.outcomes if o.answered_by == "second")
+
+
+def _shares(make, values, classes=3) -> list[float]:
+    ids, texts, labels = k_stream(500, classes, seed=1)
+    return [llm_share(cascade(make(v), ids, labels, classes=classes).run(ids, texts)) for v in values]
+
+
+def test_ocl_mu_moves_the_llm_share_monotonically_over_the_whole_range() -> None:
+    shares = _shares(lambda mu: OCLPolicy(1, [1.0, 100.0], mu=mu, warmup=32), [0.0, 0.05, 0.2, 0.5, 2.0])
+    assert shares[0] == 1.0 and shares[-1] < 0.12  # warm-up (32) and exploration only, on 500 items
+    assert all(a >= b for a, b in pairwise(shares)), shares
+
+
+def test_threshold_and_budget_knobs_are_monotone() -> None:
+    thresholds = _shares(ThresholdPolicy, [1.0, 0.9, 0.6, 0.4])
+    assert thresholds[0] == 1.0 and thresholds[-1] < 0.1 and all(a >= b for a, b in pairwise(thresholds)), thresholds
+    budgets = _shares(lambda f: BudgetPolicy(fraction=f, levels=1), [1.0, 0.3, 0.05])
+    assert budgets[0] == 1.0 and budgets[-1] <= 0.05 and all(a >= b for a, b in pairwise(budgets)), budgets
+
+
+@pytest.mark.parametrize("make", [lambda: OCLPolicy(1, [1.0, 100.0], mu=0.2, warmup=32), lambda: BudgetPolicy(fraction=0.2, levels=1)])
+def test_k_class_cascade_learns_with_each_policy(make) -> None:
+    ids, texts, labels = k_stream(900, 4)
+    run = cascade(make(), ids, labels, classes=4).run(ids, texts)
+    assert accuracy(run, labels) > 0.75 and llm_share(run) < 0.5
+
+
+def test_feed_answers_batches_and_says_who_answered() -> None:
+    ids, texts, labels = k_stream(200, 3)
+    online = cascade(OCLPolicy(1, [1.0, 100.0], mu=0.2, warmup=32), ids, labels)
+    first = online.feed(ids[:50], texts[:50])
+    assert len(first.predictions) == 50 and set(first.answered_by) <= {"nb_lr", "llm"}
+    assert first.answered_by[:32] == ["llm"] * 32 and online.position_ == 50
+    second = online.feed(ids[50:], texts[50:])
+    assert [o.index for o in second.outcomes] == list(range(50, 200))
+    with pytest.raises(ValueError, match="one id per text"):
+        online.feed(ids[:2], texts[:1])
+
+
+def test_saved_cascade_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
+    ids, texts, labels = k_stream(700, 3)
+    def make():
+        return cascade(OCLPolicy(1, [1.0, 100.0], mu=0.2, warmup=32), ids, labels)
+    whole = make().feed(ids, texts)
+    first = make()
+    head = first.feed(ids[:320], texts[:320])
+    first.save(tmp_path / "c.pkl")
+    resumed = OnlineCascade.load(tmp_path / "c.pkl", LLMLevel(Oracle(ids, labels, 3), cost=100.0))
+    tail = resumed.feed(ids[320:], texts[320:])
+    assert [o.to_dict() for o in head.outcomes + tail.outcomes] == [o.to_dict() for o in whole.outcomes]
+
+
+def test_loading_something_else_is_a_clear_error(tmp_path: Path) -> None:
+    llm = LLMLevel(Oracle([], [], 2))
+    with pytest.raises(CascadeStateError, match="no saved cascade there"):
+        OnlineCascade.load(tmp_path / "none.pkl", llm)
+    (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(CascadeStateError, match="not a saved cascade"):
+        OnlineCascade.load(tmp_path / "junk.pkl", llm)
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"format": "something/9"}))
+    with pytest.raises(CascadeStateError, match="not a saved cascade of format"):
+        OnlineCascade.load(tmp_path / "other.pkl", llm)
+
+
+def test_shipped_gpt35_answers_cover_imdb_and_match_the_readme() -> None:
+    from atlas.llm.answerers import AnnotationAnswerer
+    from benchmarks.cascade.run import annotation_path
+
+    answerer = AnnotationAnswerer(annotation_path("imdb-gpt-3.5"), 2)
+    stream = load_stream("imdb", None, 0)
+    ids = [i.id for i in stream.items]
+    answerer.check_covers(ids)
+    assert answerer.model == "gpt-3.5-turbo-1106" and len(ids) == 25000
+    right = sum(a == i.label for a, i in zip(answerer.reference(ids), stream.items))
+    assert right == 23538  # the provenance README's alignment check
+
+
+def test_bench_cli_writes_every_point(tmp_path: Path) -> None:
+    ids, texts, labels = k_stream(300, 2)
+    stream = tmp_path / "toy.jsonl"
+    stream.write_text("\n".join(json.dumps({"id": i, "text": t, "label": y}) for i, t, y in zip(ids, texts, labels)) + "\n")
+    answers = tmp_path / "ann.jsonl"
+    answers.write_text("\n".join(json.dumps({"id": i, "label": y, "probs": [1 - y, y], "model": "oracle"}) for i, y in zip(ids, labels)) + "\n")
+    out = tmp_path / "bench"
+    result = runner.invoke(app, ["cascade", "bench", "--stream", str(stream), "--limit", "300", "--llm", f"annotations:{answers}",
+                                 "--mu", "0,0.3", "--thresholds", "0.9", "--budgets", "0.2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert [(p["policy"], p["value"]) for p in results["points"]] == [("ocl", 0.0), ("ocl", 0.3), ("threshold", 0.9), ("budget", 0.2)]
+    for point in results["points"]:
+        assert {"llm_fraction", "accuracy", "agreement_with_llm", "items_per_s_non_llm"} <= set(point)
+    assert results["points"][0]["llm_fraction"] == 1.0 and results["points"][3]["llm_fraction"] <= 0.2
+    assert "| LLM share at most |" in (out / "report.md").read_text() and (out / "frontier.png").is_file()
+    bad = runner.invoke(app, ["cascade", "bench", "--stream", str(stream), "--thresholds", "1.5", "--out", str(out)])
+    assert bad.exit_code == 2 and "out of range" in bad.output
