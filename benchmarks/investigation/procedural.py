@@ -279,38 +279,67 @@ class ProceduralStudent:
                 if score > 0:
                     heapq.heappush(heap, (-score, len(heap), index, via, choice.skill if choice.score >= alone else None))
 
-        offer(0)
-        while heap and look.tool.left > 1:  # keep one query to read the answer
-            _, _, index, via, skill = heapq.heappop(heap)
-            group = groups[index]
+        def hop(index: int, via: str) -> list[tuple[str, str, frozenset[str]]] | None:
+            """Alerts of the incident not reached yet that share an entity of kind `via` with the group."""
             others = [a for a in incident if a not in visited]
             if not others:
-                break
+                return None
             column = KEY_COLUMN[via]
             rows = look.rows(
                 f"SELECT b.AlertId, s.AlertName, group_concat(DISTINCT c.EntityType) FROM AlertEvidence a "
                 f"JOIN AlertEvidence b ON b.EntityType = a.EntityType AND b.{column} = a.{column} "
                 f"JOIN SecurityAlert s ON s.SystemAlertId = b.AlertId JOIN AlertEvidence c ON c.AlertId = b.AlertId "
-                f"WHERE a.AlertId IN ({id_list(group.alerts)}) AND a.EntityType = {literal(EVIDENCE_TYPE[via])} AND b.AlertId IN ({id_list(others)}) "
+                f"WHERE a.AlertId IN ({id_list(groups[index].alerts)}) AND a.EntityType = {literal(EVIDENCE_TYPE[via])} AND b.AlertId IN ({id_list(others)}) "
                 f"GROUP BY b.AlertId, s.AlertName"
             )
-            if not rows:
-                continue
-            reached = [(str(a), str(n), kinds_of(k)) for a, n, k in rows if str(a) not in visited]
+            reached = [(str(a), str(n), kinds_of(k)) for a, n, k in rows or [] if str(a) not in visited]
             visited.update(a for a, _, _ in reached)
-            skills = group.skills + ([skill] if skill is not None else [])
-            hops = group.hops + [via]
-            ends = [a for a, n, _ in reached if n == parsed.end]
-            if len(ends) > 1:
-                return Attempt(None, route={"skill_ids": skills}, reason=f'more than one "{parsed.end}" alert at the same hop')
-            if ends:
-                steps = [{"from_alert": next(iter(group.names)) if len(group.names) == 1 else None, "from_kinds": sorted(group.kinds), "via": via, "to_alert": parsed.end}]
-                attempt = _answer(look, parsed, start, ends[0], hops, steps if len(hops) == 1 else [])
-                attempt.route = {**(attempt.route or {}), "skill_ids": skills}
-                return attempt
-            groups.append(_Group([a for a, _, _ in reached], {n for _, n, _ in reached}, frozenset().union(*(k for _, _, k in reached)), group.depth + 1, skills, hops))
+            return reached
+
+        offer(0)
+        while heap and look.tool.left > 1:  # keep one query to read the answer
+            _, _, index, via, skill = heapq.heappop(heap)
+            group = groups[index]
+            reached = hop(index, via)
+            if reached is None:
+                break
+            if not reached:
+                continue
+            found = self._nearest(parsed, group, via, skill, reached, heap, groups, hop, end_kinds, look)
+            if found is not None:
+                return found if isinstance(found, Attempt) else self._finish(parsed, look, start, *found)
+            groups.append(_Group([a for a, _, _ in reached], {n for _, n, _ in reached}, frozenset().union(*(k for _, _, k in reached)),
+                                 group.depth + 1, group.skills + ([skill] if skill is not None else []), group.hops + [via]))
             offer(len(groups) - 1)
         return Attempt(None, route={"skill_ids": []}, reason=f'no "{parsed.end}" alert found within the query budget')
+
+    @staticmethod
+    def _nearest(parsed, group, via, skill, reached, heap, groups, hop, end_kinds, look):
+        """When this hop reached an alert of the asked name: (group, kind, skill, alert) of the nearest one
+        found, after trying the direct links a nearer one could have (a pending first kind the asked alert
+        holds, from a shallower group); an Attempt when the nearest is ambiguous; None when none was reached."""
+        ends = [a for a, n, _ in reached if n == parsed.end]
+        if not ends:
+            return None
+        depth = group.depth + 1
+        if len(ends) == 1 and depth >= 2:
+            for _, _, index, other_via, other_skill in sorted(heap):
+                if groups[index].depth > depth - 2 or other_via not in end_kinds or look.tool.left <= 1:
+                    continue
+                nearer = [a for a, n, _ in hop(index, other_via) or [] if n == parsed.end]
+                if len(nearer) == 1:
+                    return groups[index], other_via, other_skill, nearer[0]
+        if len(ends) > 1:
+            return Attempt(None, route={"skill_ids": group.skills + ([skill] if skill is not None else [])}, reason=f'more than one "{parsed.end}" alert at the same hop')
+        return group, via, skill, ends[0]
+
+    @staticmethod
+    def _finish(parsed: Parsed, look: _Investigation, start: str, group: _Group, via: str, skill: int | None, end: str) -> Attempt:
+        skills, hops = group.skills + ([skill] if skill is not None else []), group.hops + [via]
+        steps = [{"from_alert": next(iter(group.names)), "from_kinds": sorted(group.kinds), "via": via, "to_alert": parsed.end}] if len(hops) == 1 else []
+        attempt = _answer(look, parsed, start, end, hops, steps)
+        attempt.route = {**(attempt.route or {}), "skill_ids": skills}
+        return attempt
 
 
 def _answer(look: _Investigation, parsed: Parsed, start: str, end: str, hops: list[str], steps: list[dict[str, Any]]) -> Attempt:
