@@ -295,7 +295,7 @@ def print_arms(results: dict, out: Path) -> None:
     for name, check in results["targets"].items():
         mark = "[green]met[/]    " if check["met"] else "[red]not met[/]"
         console.print(f"{mark} {TARGET_LABELS.get(name, name)} ({_target_figures(name, check)})", highlight=False)
-    console.print(f"wrote {out}/results.json, report.md, success_cost.png, lane_mix.png, transfer.png", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}/results.json, report.md, success_cost.png, lane_mix.png, transfer.png", highlight=False)
 
 
 def demo_command(ctx: typer.Context, seed: int = typer.Option(0, "--seed")) -> None:
