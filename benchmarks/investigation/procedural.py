@@ -214,6 +214,16 @@ class _Group:
     depth: int
     skills: list[int] = field(default_factory=list)  # skills that backed the hops leading here
     hops: list[str] = field(default_factory=list)
+    by_name: bool = True  # every hop leading here was backed by a skill of the alert's name
+    leads: frozenset[str] = frozenset()  # the kinds of its entities that an alert not reached yet shares
+
+
+@dataclass(frozen=True)
+class _Reached:
+    alert: str
+    name: str
+    kinds: frozenset[str]
+    leads: frozenset[str]
 
 
 class ProceduralStudent:
@@ -251,17 +261,21 @@ class ProceduralStudent:
         start = look.start_alert(parsed)
         if start is None:
             return Attempt(None, reason="start alert not found")
-        # the incident's alerts, the start alert's entity kinds and those of the asked alerts, in one query
+        # in one query: the incident's alerts, the start alert's entity kinds, those another alert of the
+        # incident shares (where a hop can lead), and the entity kinds of the alerts of the asked name
         row = look.rows(
             f"SELECT i.AlertIds, (SELECT group_concat(DISTINCT EntityType) FROM AlertEvidence WHERE AlertId = {literal(start)}), "
+            f"(SELECT group_concat(DISTINCT c.EntityType) FROM AlertEvidence c WHERE c.AlertId = {literal(start)} AND EXISTS "
+            f"(SELECT 1 FROM AlertEvidence d WHERE d.AlertId <> c.AlertId AND instr(i.AlertIds, d.AlertId) > 0 AND d.EntityType = c.EntityType "
+            f"AND ({_same_entity('d', 'c')}))), "
             f"(SELECT group_concat(DISTINCT e.EntityType) FROM AlertEvidence e JOIN SecurityAlert s ON s.SystemAlertId = e.AlertId "
             f"WHERE s.AlertName = {literal(parsed.end)} AND instr(i.AlertIds, s.SystemAlertId) > 0) "
             f"FROM SecurityIncident i WHERE i.AlertIds LIKE {literal('%' + start + '%')}"
         )
         if not row or len(row) != 1:
             return Attempt(None, reason="incident not found")
-        incident, end_kinds = [str(a) for a in json.loads(row[0][0])], kinds_of(row[0][2])
-        return self._search(parsed, look, book, start, incident, _Group([start], {parsed.start}, kinds_of(row[0][1]), 0), end_kinds)
+        incident, end_kinds = [str(a) for a in json.loads(row[0][0])], kinds_of(row[0][3])
+        return self._search(parsed, look, book, start, incident, _Group([start], {parsed.start}, kinds_of(row[0][1]), 0, leads=kinds_of(row[0][2])), end_kinds)
 
     def _search(self, parsed: Parsed, look: _Investigation, book: SkillBook, start: str, incident: list[str], first: _Group, end_kinds: frozenset[str]) -> Attempt:
         """Best-first over (group of reached alerts, entity kind to follow); one query per expansion."""
@@ -272,61 +286,71 @@ class ProceduralStudent:
             group = groups[index]
             if group.depth >= MAX_HOPS:
                 return
-            for via in sorted(group.kinds):
+            # alone (or where no skill leads by name from here to the asked alert) the student looks one hop around
+            own = group.depth == 0 and not any(book.by_from.get(name) and name in distance for name in group.names)
+            for via in sorted(group.leads):
                 choice = book.choose(group.names, group.kinds, via, parsed.end, end_kinds, distance)
-                alone = ALONE[via in end_kinds] if group.depth == 0 else 0.0  # alone, the student looks one hop around
+                alone = ALONE[via in end_kinds] if own else 0.0
                 score = max(choice.score, alone) * DEPTH_DECAY ** group.depth
                 if score > 0:
-                    heapq.heappush(heap, (-score, len(heap), index, via, choice.skill if choice.score >= alone else None))
+                    by_name = choice.by == "name" and choice.score >= alone
+                    heapq.heappush(heap, (-score, len(heap), index, via, choice.skill if choice.score >= alone else None, by_name))
 
-        def hop(index: int, via: str) -> list[tuple[str, str, frozenset[str]]] | None:
+        def hop(index: int, via: str) -> list[_Reached] | None:
             """Alerts of the incident not reached yet that share an entity of kind `via` with the group."""
             others = [a for a in incident if a not in visited]
             if not others:
                 return None
             column = KEY_COLUMN[via]
+            # the alerts reached, their names, and the kinds of their entities that some other alert not yet
+            # reached shares (the pivots that lead on from there)
             rows = look.rows(
-                f"SELECT b.AlertId, s.AlertName, group_concat(DISTINCT c.EntityType) FROM AlertEvidence a "
+                f"SELECT b.AlertId, s.AlertName, group_concat(DISTINCT c.EntityType), group_concat(DISTINCT CASE WHEN EXISTS ("
+                f"SELECT 1 FROM AlertEvidence d WHERE d.AlertId IN ({id_list(others)}) AND d.AlertId <> c.AlertId AND d.EntityType = c.EntityType "
+                f"AND ({_same_entity('d', 'c')})) THEN c.EntityType END) FROM AlertEvidence a "
                 f"JOIN AlertEvidence b ON b.EntityType = a.EntityType AND b.{column} = a.{column} "
                 f"JOIN SecurityAlert s ON s.SystemAlertId = b.AlertId JOIN AlertEvidence c ON c.AlertId = b.AlertId "
                 f"WHERE a.AlertId IN ({id_list(groups[index].alerts)}) AND a.EntityType = {literal(EVIDENCE_TYPE[via])} AND b.AlertId IN ({id_list(others)}) "
                 f"GROUP BY b.AlertId, s.AlertName"
             )
-            reached = [(str(a), str(n), kinds_of(k)) for a, n, k in rows or [] if str(a) not in visited]
-            visited.update(a for a, _, _ in reached)
+            reached = [_Reached(str(a), str(n), kinds_of(k), kinds_of(lead)) for a, n, k, lead in rows or [] if str(a) not in visited]
+            visited.update(r.alert for r in reached)
             return reached
 
         offer(0)
         while heap and look.tool.left > 1:  # keep one query to read the answer
-            _, _, index, via, skill = heapq.heappop(heap)
+            _, _, index, via, skill, by_name = heapq.heappop(heap)
             group = groups[index]
             reached = hop(index, via)
             if reached is None:
                 break
             if not reached:
                 continue
-            found = self._nearest(parsed, group, via, skill, reached, heap, groups, hop, end_kinds, look)
+            trusted = group.by_name and by_name and skill in book.into(parsed.end)  # a route by name, its last skill into the asked alert
+            found = self._nearest(parsed, group, via, skill, reached, [] if trusted else heap, groups, hop, end_kinds, look)
             if found is not None:
                 return found if isinstance(found, Attempt) else self._finish(parsed, look, start, *found)
-            groups.append(_Group([a for a, _, _ in reached], {n for _, n, _ in reached}, frozenset().union(*(k for _, _, k in reached)),
-                                 group.depth + 1, group.skills + ([skill] if skill is not None else []), group.hops + [via]))
+            groups.append(_Group([r.alert for r in reached], {r.name for r in reached}, frozenset().union(*(r.kinds for r in reached)),
+                                 group.depth + 1, group.skills + ([skill] if skill is not None else []), group.hops + [via], group.by_name and by_name,
+                                 frozenset().union(*(r.leads for r in reached))))
             offer(len(groups) - 1)
         return Attempt(None, route={"skill_ids": []}, reason=f'no "{parsed.end}" alert found within the query budget')
 
     @staticmethod
     def _nearest(parsed, group, via, skill, reached, heap, groups, hop, end_kinds, look):
         """When this hop reached an alert of the asked name: (group, kind, skill, alert) of the nearest one
-        found, after trying the direct links a nearer one could have (a pending first kind the asked alert
-        holds, from a shallower group); an Attempt when the nearest is ambiguous; None when none was reached."""
-        ends = [a for a, n, _ in reached if n == parsed.end]
+        found, after trying the direct links a nearer one could have (a pending kind the asked alert holds,
+        from a shallower group; `heap` is empty when skills by name led the whole way, as on a route the
+        teacher's breadth-first search found); an Attempt when the nearest is ambiguous; None when none was reached."""
+        ends = [r.alert for r in reached if r.name == parsed.end]
         if not ends:
             return None
         depth = group.depth + 1
         if len(ends) == 1 and depth >= 2:
-            for _, _, index, other_via, other_skill in sorted(heap):
+            for _, _, index, other_via, other_skill, _ in sorted(heap):
                 if groups[index].depth > depth - 2 or other_via not in end_kinds or look.tool.left <= 1:
                     continue
-                nearer = [a for a, n, _ in hop(index, other_via) or [] if n == parsed.end]
+                nearer = [r.alert for r in hop(index, other_via) or [] if r.name == parsed.end]
                 if len(nearer) == 1:
                     return groups[index], other_via, other_skill, nearer[0]
         if len(ends) > 1:
@@ -347,6 +371,13 @@ def _answer(look: _Investigation, parsed: Parsed, start: str, end: str, hops: li
     answer = look.read(end, parsed)
     route = {"start_alert": parsed.start, "end_alert": parsed.end, "hops": hops, "steps": steps, "start_id": start, "end_id": end}
     return Attempt(answer, route=route, reason=None if answer else "the end alert has no single value of that type")
+
+
+def _same_entity(left: str, right: str) -> str:
+    """SQL: two AlertEvidence rows of the same type name the same entity (each type has its key column)."""
+    return " OR ".join(
+        f"({right}.EntityType = {literal(EVIDENCE_TYPE[kind])} AND {left}.{column} = {right}.{column})" for kind, column in sorted(KEY_COLUMN.items())
+    )
 
 
 def _entities(rows: list[tuple]) -> list[tuple[str, str]]:

@@ -108,6 +108,10 @@ class SkillBook:
             self.by_from.setdefault(skill.from_alert, []).append(skill)
             self.by_via.setdefault(skill.via, []).append(skill)
 
+    def into(self, name: str) -> set[int]:
+        """Ids of the skills that lead to an alert of this name."""
+        return {s.id for s in self.skills if s.to_alert == name}
+
     def distances_to(self, end: str) -> dict[str, int]:
         """Hops from each known alert name to `end` in the name graph (a bounded backward search)."""
         into: dict[str, set[str]] = {}
