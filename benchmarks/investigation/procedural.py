@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,7 +337,10 @@ class ProceduralStudent:
         return Attempt(None, route={"skill_ids": []}, reason=f'no "{parsed.end}" alert found within the query budget')
 
     @staticmethod
-    def _nearest(parsed, group, via, skill, reached, heap, groups, hop, end_kinds, look):
+    def _nearest(
+        parsed: Parsed, group: _Group, via: str, skill: int | None, reached: list[_Reached], heap: list[tuple], groups: list[_Group],
+        hop: Callable[[int, str], list[_Reached] | None], end_kinds: frozenset[str], look: _Investigation,
+    ) -> tuple[_Group, str, int | None, str] | Attempt | None:
         """When this hop reached an alert of the asked name: (group, kind, skill, alert) of the nearest one
         found, after trying the direct links a nearer one could have (a pending kind the asked alert holds,
         from a shallower group; `heap` is empty when skills by name led the whole way, as on a route the
