@@ -119,6 +119,7 @@ class AgentSettings(_Strict):
     teacher_steps: int = Field(default=40, ge=1, le=400, description="SQL queries per teacher attempt")
     json_repairs: int = Field(default=2, ge=0, le=10, description="repair turns per LLM attempt for malformed or cut-off replies")
     retrieve_k: int = Field(default=10, ge=1, le=50, description="pamphlets retrieved per task")
+    skill_pool_k: int = Field(default=48, ge=1, le=200, description="skills retrieved per task for a student that composes its plan from them")
     memory_token_budget: int = Field(default=600, ge=0, description="tokens of pamphlets that may go into a prompt")
     # LLM agents: what one call and one episode may spend (prompt budgets fit 8k and 16k context windows)
     student_prompt_tokens: int = Field(default=6400, ge=256, description="prompt tokens per student call")

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from atlas.agents.base import Attempt, Episode, Student, TaskView, Teacher, Tool, Validation
+from atlas.agents.base import Attempt, Episode, Lesson, Student, TaskView, Teacher, Tool, Validation
 from atlas.config import AgentSettings
 from atlas.distillation import prune, store_lesson
 from atlas.errors import LLMConfigError, LLMError
@@ -109,11 +109,15 @@ def node_retrieve(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str
     ctx = runtime.context
     if ctx.memory is None:
         return {"hits": [], "plans": [], "notes": [], "started": time.time()}
-    found = retrieve(ctx.memory, ctx.task, ctx.scope, ctx.settings.retrieve_k, ctx.student)
-    plans = fitting_plans(ctx.student, ctx.task, found, min_score=ctx.settings.plan_min_score)[: ctx.settings.max_plans]
+    compose = getattr(ctx.student, "compose", None)  # a student that composes one plan from many retrieved skills
+    found = retrieve(ctx.memory, ctx.task, ctx.scope, ctx.settings.skill_pool_k if compose else ctx.settings.retrieve_k, ctx.student)
+    if compose is not None:
+        plans = compose(ctx.task, [r.to_dict() for r in found if ctx.student.plan_fits(ctx.task, r.plan)])
+    else:
+        plans = [{"id": r.id, "plan": r.plan, "uses": r.uses, "mean_reward": r.mean_reward} for r in fitting_plans(ctx.student, ctx.task, found, min_score=ctx.settings.plan_min_score)]
     return {
         "hits": [r.to_dict() for r in found],
-        "plans": [{"id": r.id, "plan": r.plan, "uses": r.uses, "mean_reward": r.mean_reward} for r in plans],
+        "plans": plans[: ctx.settings.max_plans],
         "notes": notes_within_budget(found, ctx.settings.memory_token_budget),
         "started": time.time(),
     }
@@ -150,15 +154,17 @@ def node_student(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
     for offset, candidate in enumerate(candidates or [None]):
         plan = candidate["plan"] if candidate else None
         attempt = ctx.student.attempt(ctx.task, tool, plan, state.get("guidance", []), state.get("notes", []))
+        # a composed plan's route names the skills it followed: they, not the whole plan, earn its track record
+        credited = (attempt.route or {}).get("skill_ids") if candidate else None
+        credited = list(credited) if credited is not None else ([candidate["id"]] if candidate else [])
         if attempt.answer:
-            used = candidate["id"] if candidate else None
+            used = credited
             index += offset
             break
         if ctx.model_failed:  # not the plan's fault: the model failed; stop here and teach nothing
             index += len(candidates)
             break
-        if candidate:
-            failed.append([candidate["id"], 0.0])  # the plan led nowhere on this task
+        failed += [[pamphlet, 0.0] for pamphlet in credited]  # the plan led nowhere on this task
         if tool.left <= 0:  # the next plan would have no query left to run
             index += len(candidates)
             break
@@ -169,7 +175,7 @@ def node_student(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
         "route": attempt.route,
         "reason": attempt.reason,
         "tokens": state.get("tokens", 0) + attempt.tokens,
-        "used": [used] if used is not None else [],
+        "used": used or [],
         "tried": failed,
         "plan_index": index + 1,
         "attempts": state.get("attempts", 0) + 1,
@@ -252,14 +258,15 @@ def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
     nothing: dict[str, Any] = {"written": [], "merged": [], "rejected": [], "pruned": []}
     if ctx.memory is None or not ctx.learn or _model_error(state, ctx):
         return {**nothing, "model_error": _model_error(state, ctx)}
-    lesson = None
+    lessons: list[Lesson] = []
     if state.get("signal") is not None:
         try:
             lesson = ctx.teacher.distil(ctx.task, _attempt(state), state["signal"])
+            lessons = [lesson] if isinstance(lesson, Lesson) else list(lesson or [])  # one lesson, or one per hop
         except LLMConfigError:
             raise
         except LLMError:
-            lesson = None  # the ledger noted the failure
+            lessons = []  # the ledger noted the failure
         if ctx.model_failed:
             return {**nothing, "model_error": True}
     written, merged, rejected = [], [], []
@@ -269,7 +276,7 @@ def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
     if state.get("signal") is None:  # nothing was judged: nothing to learn from this episode
         pruned = prune(ctx.memory, [p for p, _ in state.get("tried", [])], ctx.settings, author)
         return {"written": [], "merged": [], "rejected": [], "pruned": pruned}
-    if lesson is not None:
+    for lesson in lessons:
         outcome = store_lesson(ctx.memory, lesson, ctx.episode, ctx.settings, state["episode_id"], author, ctx.scope)
         written += [outcome.written] if outcome.written else []
         merged += [outcome.merged_into] if outcome.merged_into else []

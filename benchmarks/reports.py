@@ -64,16 +64,17 @@ def plot_lane_mix(rows: Sequence[dict[str, Any]], path: Path, window: int = 30, 
 
 
 def arms_table(arms: Mapping[str, Mapping[str, Any]]) -> str:
-    """Markdown table of the arms' headline figures, with the last third alongside."""
+    """Markdown table of the arms' headline figures, queries first (a student's and a teacher's count the
+    same), dollars under the declared prices as a second view, with the last third alongside."""
     lines = [
-        "| arm | episodes | success | mean reward | cost/task ($) | queries/task | tokens/task | last third: success | last third: cost/task ($) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| arm | episodes | success | queries/task | last third: success | last third: queries/task | mean reward | cost/task ($) | last third: cost/task ($) | tokens/task |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, arm in arms.items():
         last = arm["phases"]["last"]
         lines.append(
-            f"| {name} | {arm['episodes']} | {arm['success_rate']:.3f} | {arm['mean_reward']:.3f} | {arm['cost_per_task']:.4f} | "
-            f"{arm['queries_per_task']:.1f} | {arm['tokens_per_task']:.0f} | {last['success_rate']:.3f} | {last['cost_per_task']:.4f} |"
+            f"| {name} | {arm['episodes']} | {arm['success_rate']:.3f} | {arm['queries_per_task']:.1f} | {last['success_rate']:.3f} | "
+            f"{last['queries_per_task']:.1f} | {arm['mean_reward']:.3f} | {arm['cost_per_task']:.4f} | {last['cost_per_task']:.4f} | {arm['tokens_per_task']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 AGENT_KINDS = ("procedural", "llm")
 LLM_BENCH_EPISODES = 30  # default questions per arm for `bench atlas --agents llm`: five arms of real model calls add up
 DEMO_INCIDENTS = 10  # two per attack template, so what is learned on one incident can transfer to another
+DEMO_EPISODES = 240  # training questions per arm in the demo (its run must stay short)
+DEMO_LOTO_QUESTIONS = 40  # questions per held-out attack template in the demo
+DEMO_ARMS = ("student_only", "teacher_only", "atlas", "atlas_frozen_transfer", "student_only_transfer")  # atlas_no_memory only in `bench atlas`
 LANE_CHOICES = ("adaptive", "auto", "paired", "coach", "escalate")
 
 
@@ -51,7 +54,7 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
     raise AtlasError(f"unknown --agents {kind!r}; choose one of {', '.join(AGENT_KINDS)}")
 
 
-def open_memory(path: Path, settings: AtlasSettings, embedder: str | None, create: bool = True):
+def open_memory(path: Path, settings: AtlasSettings, embedder: Any, create: bool = True):
     from memory.store import MemoryStore
 
     store = MemoryStore.open(str(path), embedder=embedder, index_dir=settings.home / "indexes", create=create)
@@ -197,20 +200,23 @@ def bench_atlas_command(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for the arms, results.json, report.md and plots"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted bench in --out"),
+    loto_questions: int | None = typer.Option(None, "--loto-questions", min=1, help="at most this many questions per held-out attack template"),
 ) -> None:
-    """Five arms on the same questions: student_only, teacher_only, atlas_no_memory, atlas, atlas_frozen_transfer."""
+    """The arms on the same questions (student_only, teacher_only, atlas_no_memory, atlas, transfer) and leave-one-template-out."""
     if agents == "llm" and episodes is None:
         episodes = LLM_BENCH_EPISODES
         err_console.print(f"--agents llm: {episodes} training questions per arm (give --episodes N for more)", highlight=False)
-    results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume)
+    results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume, loto_questions=loto_questions)
     print_arms(results, out)
 
 
 def run_bench(cli: CliState, world: Path, agents: str, student: str, teacher: str, episodes: int | None, holdout: int | None,
               memory: Path | None, embedder: str | None, seed: int, out: Path, resume: bool,
-              stop_hint: str = "run the same command with --resume to continue") -> dict:
+              stop_hint: str = "run the same command with --resume to continue", arms: tuple[str, ...] | None = None,
+              loto_questions: int | None = None) -> dict:
     from atlas.llm.meter import Meter
-    from benchmarks.investigation.arms import run_arms
+    from benchmarks.investigation.arms import ARMS, run_arms
+    from memory.embed import make_embedder
 
     settings = cli.settings
     meter = Meter()
@@ -228,11 +234,18 @@ def run_bench(cli: CliState, world: Path, agents: str, student: str, teacher: st
                 counts[arm] = counts.get(arm, 0) + 1
                 bar.update(tasks[arm], completed=counts[arm], status=f"{record['lane']:<8}")
 
+            embedders: dict[str, Any] = {}  # one embedder for every store of the bench (loading one costs seconds)
+
+            def open_store(path: Path):
+                spec = embedder or "minilm"
+                if spec not in embedders:
+                    embedders[spec] = make_embedder(spec)
+                return open_memory(path, settings, embedders[spec])
+
             return run_arms(
-                world, out, student_agent, teacher_agent, settings.agents,
-                open_memory=lambda path: open_memory(path, settings, embedder),
+                world, out, student_agent, teacher_agent, settings.agents, open_memory=open_store,
                 seed=seed, episodes=episodes, holdout=holdout, meter=meter, resume=resume, progress=tick, memory_path=memory,
-                should_stop=stop,
+                should_stop=stop, arms=arms or ARMS, loto_questions=loto_questions,
             )
     except (RunStopped, KeyboardInterrupt):
         raise _stopped(sum(counts.values()), stop_hint) from None
@@ -240,18 +253,52 @@ def run_bench(cli: CliState, world: Path, agents: str, student: str, teacher: st
         raise AtlasError(str(error)) from None
 
 
+SHORT_ARM = {"atlas_frozen_transfer": "frozen_xfer", "student_only_transfer": "student_xfer"}
+TARGET_LABELS = {
+    "last_third_success_within_1pt_of_teacher": "last third: success >= teacher's - 1 pt",
+    "last_third_queries_at_most_40pct_of_teacher": "last third: <= 40% of teacher's queries/task",
+    "success_rises_5_points": "success rises >= 5 pts, first third to last",
+    "leave_one_template_out_beats_student_by_20_points": "held-out templates: memory >= alone + 20 pts",
+    "unseen_pairs_student_solves_half": "unseen pairs: student solves >= 50%, > alone",
+    "transfer_beats_student": "held-out incident: memory beats alone",
+}
+
+
+def _target_figures(name: str, check: dict) -> str:
+    if name == "last_third_queries_at_most_40pct_of_teacher":
+        return f"{check['ratio']:.0%}" if check["ratio"] is not None else "n/a"
+    numbers = [v for k, v in check.items() if isinstance(v, float)]
+    return " vs ".join(f"{v:.3f}" for v in numbers[:2])
+
+
 def print_arms(results: dict, out: Path) -> None:
-    table = Table(title=f"arms: {results['training_questions']} training questions, held-out incident {results['holdout_incident']}, {results['seconds']} s", box=None)
-    for column in ("arm", "n", "succ", "$/task", "q/task", "last⅓ succ", "last⅓ $/task", "a/p/c/e %"):
-        table.add_column(column, no_wrap=True)
+    """Arms, held-out templates and targets, legible in an 80-column terminal; cost in queries first."""
+    table = Table(title=f"arms: {results['training_questions']} training questions, {results['seconds']:.0f} s", box=None, padding=(0, 1))
+    for column in ("arm", "n", "succ", "q/task", "last succ", "last q", "$/task", "a/p/c/e %"):
+        table.add_column(column, no_wrap=True, justify="left" if column in ("arm", "a/p/c/e %") else "right")
     for name, arm in results["arms"].items():
         last = arm["phases"]["last"]
         lanes = "/".join(f"{100 * arm['lane_mix'].get(k, 0):.0f}" for k in ("auto", "paired", "coach", "escalate"))
-        table.add_row(name.replace("_transfer", "_xfer"), str(arm["episodes"]), f"{arm['success_rate']:.3f}", f"{arm['cost_per_task']:.4f}", f"{arm['queries_per_task']:.1f}", f"{last['success_rate']:.3f}", f"{last['cost_per_task']:.4f}", lanes)
+        table.add_row(SHORT_ARM.get(name, name), str(arm["episodes"]), f"{arm['success_rate']:.3f}", f"{arm['queries_per_task']:.1f}",
+                      f"{last['success_rate']:.3f}", f"{last['queries_per_task']:.1f}", f"{arm['cost_per_task']:.4f}", lanes)
     console.print(table)
+    loto = results["leave_one_template_out"]
+    if loto["folds"]:
+        folds = Table(title="held-out attack templates (frozen student)", box=None, padding=(0, 1))
+        for column in ("template", "skills", "n", "memory", "alone", "by hops: memory/alone"):
+            folds.add_column(column, no_wrap=True, justify="left" if column in ("template", "by hops: memory/alone") else "right")
+        for template, fold in loto["folds"].items():
+            hops = " ".join(f"{fold['memory']['by_difficulty'][d]['success_rate']:.1f}/{fold['student_only']['by_difficulty'].get(d, {}).get('success_rate', 0):.1f}"
+                            for d in sorted(fold["memory"]["by_difficulty"]))
+            folds.add_row(template, str(fold["skills"]), str(fold["memory"]["episodes"]), f"{fold['memory']['success_rate']:.3f}", f"{fold['student_only']['success_rate']:.3f}", hops)
+        folds.add_row("mean", "", "", f"{loto['memory_success']:.3f}", f"{loto['student_only_success']:.3f}", "")
+        console.print(folds)
+    pairs = results["pairs"]
+    console.print(f"unseen (start, end) pairs: {pairs['episodes']['unseen']} episodes, {pairs['solved_share']['unseen']:.0%} of the solved ones", highlight=False)
     for name, check in results["targets"].items():
-        console.print(f"{'[green]met[/]' if check['met'] else '[red]not met[/]'}  {name}", highlight=False)
-    console.print(f"wrote {escape(str(out))}/results.json, report.md, success_cost.png, lane_mix.png, transfer.png")
+        mark = "[green]met[/]    " if check["met"] else "[red]not met[/]"
+        console.print(f"{mark} {TARGET_LABELS.get(name, name)} ({_target_figures(name, check)})", highlight=False)
+    console.print(f"wrote {escape(str(out))}/results.json, report.md, success_cost.png, lane_mix.png, transfer.png", highlight=False)
 
 
 def demo_command(ctx: typer.Context, seed: int = typer.Option(0, "--seed")) -> None:
@@ -272,8 +319,8 @@ def demo_command(ctx: typer.Context, seed: int = typer.Option(0, "--seed")) -> N
         shutil.rmtree(out)  # the demo's own output from a previous demo run
     default_store = home / "memory.sqlite"
     memory = default_store if not default_store.exists() else out / "memory.sqlite"
-    results = run_bench(cli, world, "procedural", "local", "local", None, None, memory, None, seed, out, False,
-                        stop_hint="run `atlas demo` again to start over")
+    results = run_bench(cli, world, "procedural", "local", "local", DEMO_EPISODES, None, memory, None, seed, out, False,
+                        stop_hint="run `atlas demo` again to start over", arms=DEMO_ARMS, loto_questions=DEMO_LOTO_QUESTIONS)
     print_arms(results, out)
     hint = "" if memory == default_store else f" --store {memory}"
     console.print(f"learned memory: {escape(str(memory))} ({_count(memory)} pamphlets); see it with `atlas memory list{hint}`")
