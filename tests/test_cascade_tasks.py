@@ -327,3 +327,15 @@ def test_multi_token_words_are_scored_as_whole_continuations() -> None:
     # "sad" excludes the continuations that go on to "sadness": its score is below the plain prefix's
     plain = np.log(sum(np.exp(brute(texts[2], s)) for s in backend._label_spellings("sad")))
     assert rows[2][2] < plain
+
+
+def test_shipped_text_sources_answers_cover_the_stream_and_name_its_labels() -> None:
+    from benchmarks.cascade.run import annotation_path
+
+    stream = load_stream("text-sources", 2000, 0)
+    assert stream.labels == TEXT_SOURCES.labels and len({i.id for i in stream.items}) == 2000
+    assert [sum(i.label == c for i in stream.items) for c in range(4)] == [500] * 4
+    answers = AnnotationAnswerer(annotation_path("text-sources-local-2000.jsonl"), TEXT_SOURCES.labels)
+    answers.check_covers([i.id for i in stream.items], [i.text for i in stream.items])  # ids and text hashes
+    assert answers.model.startswith("local:")
+    assert [i.id for i in load_stream("text-sources", 300, 0).items] == [i.id for i in stream.items[:300]]  # prefixes

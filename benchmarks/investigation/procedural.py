@@ -280,7 +280,8 @@ class ProceduralStudent:
     def _search(self, parsed: Parsed, look: _Investigation, book: SkillBook, start: str, incident: list[str], first: _Group, end_kinds: frozenset[str]) -> Attempt:
         """Best-first over (group of reached alerts, entity kind to follow); one query per expansion."""
         distance = book.distances_to(parsed.end)
-        groups, heap, visited = [first], [], {start}
+        groups, visited = [first], {start}
+        heap: list[tuple[Any, ...]] = []  # (-score, tie, group index, kind followed, skill, by name)
 
         def offer(index: int) -> None:
             group = groups[index]

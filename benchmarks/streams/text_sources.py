@@ -96,10 +96,14 @@ def software_paragraphs() -> dict[str, tuple[tuple[str, str], ...]]:
         add("docs", name, body)
     for name in LICENSE_PACKAGES:
         dist = _distribution(name)
+        names: dict[str, int] = {}
         for file in sorted(dist.files or [], key=str):
             path = str(file)
             if re.search(r"(licen[cs]e|copying|notice)[^/]*$", path, re.IGNORECASE) and not path.endswith((".py", ".pyc", ".so")):
-                add("license", f"{name}-{file.name}", Path(str(dist.locate_file(file))).read_text(encoding="utf-8", errors="replace"))
+                seen_before = names.get(file.name, 0)
+                names[file.name] = seen_before + 1
+                prefix = f"{name}-{file.name}" + (f"~{seen_before + 1}" if seen_before else "")  # two files of one name: distinct ids
+                add("license", prefix, Path(str(dist.locate_file(file))).read_text(encoding="utf-8", errors="replace"))
     return {kind: tuple(rows) for kind, rows in out.items()}
 
 
