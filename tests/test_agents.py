@@ -250,6 +250,7 @@ def test_a_run_folder_is_not_overwritten_and_resumes(world: Path, questions, tmp
     assert results["episodes"] == 15 and [r["index"] for r in records] == list(range(15))
 
 
+@pytest.mark.slow
 def test_bench_arms_report_the_issue_figures(world: Path, tmp_path: Path, settings) -> None:
     results = run_arms(
         world, tmp_path / "bench", ProceduralStudent(), ProceduralTeacher(), settings,
