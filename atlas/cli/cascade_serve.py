@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from atlas.cli.common import console, err_console, state, write_json
-from atlas.config import DEFAULT_PRICE_KEY, AtlasSettings
 from atlas.errors import ConfigError
+
+if TYPE_CHECKING:  # the settings models load on first use, not for `atlas --help`
+    from atlas.config import AtlasSettings
 
 OPTION_OF = {"upstream_key": "--upstream-key", "served_name": "--served-name", "budget_floor": "--budget-floor", "save_every_s": "--save-every"}
 
 
 def endpoint_config(**fields: Any):
     """The validated endpoint configuration; a bad option is a ConfigError naming the option."""
+    from pydantic import ValidationError
+
     from atlas.endpoint.config import EndpointConfig
 
     try:
@@ -32,6 +35,8 @@ def endpoint_config(**fields: Any):
 
 
 def _price(settings: AtlasSettings, model: str):
+    from atlas.config import DEFAULT_PRICE_KEY
+
     price = settings.price_for(model)
     if price is None:
         err_console.print(f"note: no price listed for model {model!r}; dollars use prices.default (set prices.{model} in atlas.yaml)",

@@ -23,7 +23,6 @@ from atlas.cli.run import bench_atlas_command, bench_local_agent_command, bench_
 from atlas.cli.ui import ui_app
 from atlas.errors import AtlasError, user_message
 from memory.errors import MemoryStoreError
-from pydantic import ValidationError
 
 app = typer.Typer(
     name="atlas",
@@ -100,7 +99,11 @@ def run(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app(args=argv)
-    except (AtlasError, MemoryStoreError, ValidationError) as exc:
+    except Exception as exc:
+        from pydantic import ValidationError  # here, not at the top: `atlas --help` never builds pydantic
+
+        if not isinstance(exc, (AtlasError, MemoryStoreError, ValidationError)):
+            raise
         err_console.print(f"[red]error:[/] {escape(user_message(exc) or str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
