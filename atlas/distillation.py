@@ -46,7 +46,10 @@ class Outcome:
 def store_lesson(
     store: MemoryStore, lesson: Lesson, episode: Episode, settings: AgentSettings, episode_id: str, author: str, scope: tuple[str, ...] = ()
 ) -> Outcome:
-    """Apply the gates, then add the lesson (tagged with the run's scope) or fold it into the pamphlet it duplicates."""
+    """Apply the gates, then add the lesson (tagged with the run's scope) or fold it into the pamphlet it duplicates.
+
+    Idempotent per episode: storing the same lesson again for the same episode (a graph node replayed
+    after a crash) finds the pamphlet that already lists the episode and writes nothing."""
     tags = list(dict.fromkeys([*lesson.tags, *scope]))
     blob = lesson.text + " " + json.dumps(lesson.plan or {}, sort_keys=True)
     if episode.reveals_ground_truth(blob):
@@ -63,6 +66,10 @@ def store_lesson(
         same_cue = " ".join((hit.pamphlet.cue or "").casefold().split()) == " ".join(lesson.cue.casefold().split())
         near = hit.score >= DUPLICATE_SCORE or (notes and same_cue and hit.score >= NEAR_COPY_SCORE)
         if same_plan and (near or hit.pamphlet.text == lesson.text):
+            episodes = hit.pamphlet.provenance.episode_ids
+            if episode_id in episodes:  # this episode's lesson is already there (a replayed node): nothing twice
+                created = episodes[:1] == [episode_id] and hit.pamphlet.provenance.source == "distill"
+                return Outcome(written=hit.pamphlet.id) if created else Outcome(merged_into=hit.pamphlet.id)
             provenance = hit.pamphlet.provenance.model_copy(update={"episode_ids": [*hit.pamphlet.provenance.episode_ids, episode_id][-50:]})
             store.update(hit.pamphlet.id, provenance=provenance.model_dump(), changed_by=author, change="reinforced")
             return Outcome(merged_into=hit.pamphlet.id)
