@@ -189,7 +189,7 @@ def run_episodes(
         if spec.ray is not None:
             from atlas.ray_pool import RayPool
 
-            pool: Pool = RayPool(spec.ray, settings, run, out, memory_target)
+            pool: Pool = RayPool(spec.ray, settings, run, out, memory_target, run_id)
             width = spec.ray.actors
         else:
             worker = EpisodeWorker(student, teacher, settings, run, spec.memory, lambda job: items[job.index].make(), checkpointer, meter)

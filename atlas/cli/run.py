@@ -26,7 +26,7 @@ DEMO_INCIDENTS = 10  # two per attack template, so what is learned on one incide
 LANE_CHOICES = ("adaptive", "auto", "paired", "coach", "escalate")
 
 
-def make_agents(kind: str, student_model: str, teacher_model: str, settings: AtlasSettings, meter: Any) -> tuple[Any, Any]:
+def make_agents(kind: str, student_model: str, teacher_model: str, settings: AtlasSettings, meter: Any, quiet: bool = False) -> tuple[Any, Any]:
     """Procedural agents (no LLM; they know the SOC world's tables) or LLM agents over model clients."""
     if kind == "procedural":
         from benchmarks.investigation.procedural import ProceduralStudent, ProceduralTeacher
@@ -43,12 +43,13 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
         student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, settings.agents)
         teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, settings.agents)
         for role, how in preflight_agents(student, teacher).items():  # before any memory is opened or written
-            err_console.print(f"{role}: {how['model']} ({how['mode']} mode, {how['decided_by']})", highlight=False)
+            if not quiet:
+                err_console.print(f"{role}: {how['model']} ({how['mode']} mode, {how['decided_by']})", highlight=False)
         return student, teacher
     raise AtlasError(f"unknown --agents {kind!r}; choose one of {', '.join(AGENT_KINDS)}")
 
 
-def open_memory(path: Path, settings: AtlasSettings, embedder: str | None, create: bool = True):
+def open_memory(path: Path | str, settings: AtlasSettings, embedder: str | None, create: bool = True):
     from memory.store import MemoryStore
 
     store = MemoryStore.open(str(path), embedder=embedder, index_dir=settings.home / "indexes", create=create)
@@ -99,7 +100,7 @@ def run_command(
     student: str = typer.Option("local", "--student", help="student model for --agents llm (local, openai:MODEL, scripted:...)"),
     teacher: str = typer.Option("local", "--teacher", help="teacher model for --agents llm"),
     episodes: int | None = typer.Option(None, "--episodes", min=1, help="at most this many questions"),
-    memory: Path | None = typer.Option(None, "--memory", help="memory store (default: $ATLAS_HOME/memory.sqlite)"),
+    memory: str | None = typer.Option(None, "--memory", help="memory store: a SQLite path or a PostgreSQL URL (default: $ATLAS_HOME/memory.sqlite)"),
     no_memory: bool = typer.Option(False, "--no-memory", help="run without any memory"),
     learn: bool = typer.Option(True, "--learn/--frozen", help="write what is learned into memory, or only read it"),
     lane: str = typer.Option("adaptive", "--lane", help="adaptive | auto | paired | coach | escalate"),
@@ -107,6 +108,8 @@ def run_command(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder: episodes.jsonl, results.json, plots, checkpoints"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out"),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help="episodes in flight at once (LLM calls overlap their waits)"),
+    ray: str | None = typer.Option(None, "--ray", help="run the --workers on Ray actors: auto (a running cluster, else a local Ray) or a cluster ADDRESS"),
 ) -> None:
     """Run agents on the investigation benchmark, learning into memory between tasks."""
     from atlas.llm.meter import Meter
@@ -131,7 +134,8 @@ def run_command(
     if not no_memory:
         target = memory or settings.home / "memory.sqlite"
         store = open_memory(target, settings, embedder, create=learn)
-    spec = RunSpec(out.name or "run", lane=lane, learn=learn and store is not None, memory=store, scope=(SCOPE_TAG,), seed=seed, resume=resume)
+    spec = RunSpec(out.name or "run", lane=lane, learn=learn and store is not None, memory=store, scope=(SCOPE_TAG,), seed=seed, resume=resume,
+                   workers=workers, ray=ray_workers(ray, workers, agents, student, teacher, settings, db_path, questions_path, store))
     spec.extra = {"world": str(world), "agents": agents, "student": student_agent.name, "teacher": teacher_agent.name, "questions": len(chosen)}
     started = time.perf_counter()
     try:
@@ -139,7 +143,7 @@ def run_command(
             task = bar.add_task("episodes", total=len(chosen), status="")
 
             def tick(record: dict) -> None:
-                bar.update(task, completed=record["index"] + 1, status=f"{record['lane']:<8} {'ok' if record['success'] else '--'}")
+                bar.update(task, advance=1, status=f"{record['lane']:<8} {'ok' if record['success'] else '--'}")
 
             results = run_episodes(inputs_for(chosen, database), student_agent, teacher_agent, settings.agents, spec, out, meter=meter, progress=tick, should_stop=stop)
     except RunStopped as stopped:
@@ -154,6 +158,19 @@ def run_command(
     plot_lane_mix(records, out / "lane_mix.png")
     _print_summary(results, time.perf_counter() - started, out)
     _fail_if_all_model_errors(results)
+
+
+def ray_workers(address: str | None, actors: int, agents: str, student: str, teacher: str, settings: AtlasSettings, db_path: Path,
+                questions_path: Path, store: Any):
+    """The Ray side of a run (None without --ray): each actor builds its own agents, memory and database."""
+    if address is None:
+        return None
+    from atlas.cli.workers import WorkerRecipe
+    from atlas.runner import RayWorkers
+
+    recipe = WorkerRecipe(agents=agents, student=student, teacher=teacher, settings=settings, world_db=str(db_path),
+                          questions=str(questions_path), memory=store.target if store is not None else None)
+    return RayWorkers(address=address, actors=actors, recipe=recipe)
 
 
 def _fail_if_all_model_errors(results: dict) -> None:
@@ -194,18 +211,19 @@ def bench_atlas_command(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for the arms, results.json, report.md and plots"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted bench in --out"),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help="episodes in flight at once within each arm"),
 ) -> None:
     """Five arms on the same questions: student_only, teacher_only, atlas_no_memory, atlas, atlas_frozen_transfer."""
     if agents == "llm" and episodes is None:
         episodes = LLM_BENCH_EPISODES
         err_console.print(f"--agents llm: {episodes} training questions per arm (give --episodes N for more)", highlight=False)
-    results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume)
+    results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume, workers=workers)
     print_arms(results, out)
 
 
 def run_bench(cli: CliState, world: Path, agents: str, student: str, teacher: str, episodes: int | None, holdout: int | None,
               memory: Path | None, embedder: str | None, seed: int, out: Path, resume: bool,
-              stop_hint: str = "run the same command with --resume to continue") -> dict:
+              stop_hint: str = "run the same command with --resume to continue", workers: int = 1) -> dict:
     from atlas.llm.meter import Meter
     from benchmarks.investigation.arms import run_arms
 
@@ -229,7 +247,7 @@ def run_bench(cli: CliState, world: Path, agents: str, student: str, teacher: st
                 world, out, student_agent, teacher_agent, settings.agents,
                 open_memory=lambda path: open_memory(path, settings, embedder),
                 seed=seed, episodes=episodes, holdout=holdout, meter=meter, resume=resume, progress=tick, memory_path=memory,
-                should_stop=stop,
+                should_stop=stop, workers=workers,
             )
     except (RunStopped, KeyboardInterrupt):
         raise _stopped(sum(counts.values()), stop_hint) from None

@@ -70,6 +70,7 @@ def run_arms(
     progress: Callable[[str, dict[str, Any]], None] | None = None,
     memory_path: Path | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run every arm into out/<arm>/ and write out/results.json, report.md and the plots."""
     db_path, questions_path = world_paths(world)
@@ -91,7 +92,7 @@ def run_arms(
         for name, inputs, spec, memory_file in specs:
             store = open_memory(memory_file) if memory_file else None
             try:
-                spec.memory, spec.scope = store, (SCOPE_TAG,)
+                spec.memory, spec.scope, spec.workers = store, (SCOPE_TAG,), workers
                 spec.extra = {"questions": len(inputs)}
                 callback = (lambda record, arm=name: progress(arm, record)) if progress else None
                 arms[name] = run_episodes(inputs, student, teacher, settings, spec, out / name, meter=meter, progress=callback, should_stop=should_stop)
