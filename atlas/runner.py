@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -185,6 +186,7 @@ def run_episodes(
             jobs.append(EpisodeJob(index, episode_id, f"{run_id}/{episode_id}" if run_id else episode_id, item.task_id, dict(item.meta)))
     memory_target = spec.memory.target if spec.memory is not None else None
     run = RunSettings(spec.lane, spec.learn, tuple(spec.scope), spec.seed)
+    started = time.perf_counter()
     with open_checkpointer(out, memory_target) as checkpointer:
         if spec.ray is not None:
             from atlas.ray_pool import RayPool
@@ -194,6 +196,7 @@ def run_episodes(
         else:
             worker = EpisodeWorker(student, teacher, settings, run, spec.memory, lambda job: items[job.index].make(), checkpointer, meter)
             pool, width = ThreadPool(worker, min(spec.workers, max(1, len(jobs)))), spec.workers
+        startup = time.perf_counter() - started  # Ray: starting the actors (each loads its agents and memory)
         try:
             _drive(pool, width, jobs, bandit, lanes, episodes_path, checkpointer, done, progress, should_stop)
         finally:
@@ -201,6 +204,7 @@ def run_episodes(
     results = {
         "run": spec.name, "lane": spec.lane, "learn": spec.learn, "memory": spec.memory is not None, "seed": spec.seed, **spec.extra,
         **summarize(done), "bandit": bandit.to_dict(), **({"protocol": protocol} if protocol else {}),
+        "workers": {"kind": "ray" if spec.ray is not None else "threads", "size": width}, "pool_startup_s": round(startup, 2),
     }
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return results

@@ -337,6 +337,55 @@ def bench_standin_command(
     console.print(f"wrote {out}/results.json, report.md")
 
 
+def bench_scale_command(
+    ctx: typer.Context,
+    world: Path | None = typer.Option(None, "--world", help="a generated world (default: the demo's small world, generated once)"),
+    episodes: int = typer.Option(64, "--episodes", min=1, help="questions per configuration"),
+    latency: float = typer.Option(0.3, "--latency", min=0.0, help="seconds the fake server waits per call"),
+    workers: str = typer.Option("1,4,16", "--workers", help="local worker counts to compare (the first is the baseline)"),
+    ray_actors: int = typer.Option(4, "--ray-actors", min=0, help="Ray actors for the Ray configuration (0: none)"),
+    answerer_items: int = typer.Option(64, "--answerer-items", min=0, help="items for the live answerer's throughput (0: skip)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, report.md and each configuration's run"),
+) -> None:
+    """Episodes at once (threads, Ray) and the live answerer's concurrency against a latency-bound endpoint."""
+    from benchmarks.scale_bench import run_scale_bench
+
+    settings = state(ctx).settings
+    try:
+        counts = [int(part) for part in workers.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{workers!r} is not a comma-separated list of numbers, e.g. 1,4,16", param_hint="--workers") from None
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter("give at least one worker count, each at least 1", param_hint="--workers")
+    if out.exists() and any(out.iterdir()):
+        raise AtlasError(f"{out} is not empty; choose another --out")
+    world = world or _small_world(settings.home, seed)
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(name: str, record: dict) -> None:
+            tasks.setdefault(name, bar.add_task(name, total=episodes, status=""))
+            bar.update(tasks[name], advance=1, status=f"{record['lane']:<8} {'ok' if record['success'] else '--'}")
+
+        results = run_scale_bench(world, out, settings, episodes=episodes, latency_s=latency, workers=counts, ray_actors=ray_actors or None,
+                                  seed=seed, answerer_items=answerer_items, progress=tick)
+    table = Table(title=f"{results['episodes']} episodes at {latency * 1000:.0f} ms per call", box=None)
+    for column in ("configuration", "wall s", "startup s", "episodes/s", "speed-up", "success", "curve ok", "checks"):
+        table.add_column(column, no_wrap=True)
+    for name, c in results["configs"].items():
+        curve = c["learning_curve_vs_sequential"]
+        table.add_row(name, f"{c['seconds']}", f"{c['startup_s']}", f"{c['episodes_per_s']}", f"{c['speedup']}x", f"{c['success_rate']:.3f}",
+                      "-" if curve is None else ("yes" if curve["met"] else "no"), "ok" if all(c["checks"].values()) else "FAILED")
+    console.print(table)
+    if results["answerer"]:
+        a = results["answerer"]
+        console.print(f"live answerer: {a['1']['items_per_s']} items/s at concurrency 1, {a['16']['items_per_s']} at 16 ({a['speedup']}x)")
+    for name, met in results["targets"].items():
+        console.print(f"{'[green]met[/]' if met else '[yellow]n/a[/]' if met is None else '[red]not met[/]'}  {name}", highlight=False)
+    console.print(f"wrote {out}/results.json, report.md")
+
+
 def _small_world(home: Path, seed: int) -> Path:
     from benchmarks.investigation.generate import MANIFEST_FILE, generate
 
