@@ -99,6 +99,7 @@ class RayPool:
         self._remote = ray.remote(num_cpus=0, max_concurrency=2, max_restarts=0)(EpisodeActor)
         self.actors: list[Any] = [None] * target.actors
         self.busy = 0
+        self.retried = 0  # episodes run again after their actor died
         self._flights: dict[Any, _Flight] = {}
         self._idle: list[int] = list(range(target.actors))
         starting = [self._start(slot) for slot in range(target.actors)]
@@ -144,6 +145,7 @@ class RayPool:
                     if flight.tries >= RETRIES:
                         out.append((flight.job, AtlasError(f"episode {flight.job.episode_id} lost its Ray worker {RETRIES + 1} times: {died}")))
                     else:
+                        self.retried += 1
                         self._check_ready([self._start(flight.slot)])
                         self._idle.append(flight.slot)
                         self.submit(flight.job, self._bandit, tries=flight.tries + 1)

@@ -63,7 +63,7 @@ def test_workers_record_each_episode_once_in_question_order_and_resume(world: Pa
     results = run(world, tmp_path / "run", memory, workers=4, limit=24, resume=True)
     lines = lines_of(tmp_path / "run")
     assert [r["index"] for r in lines] == list(range(24)) and len({r["episode"] for r in lines}) == 24
-    assert results["episodes"] == 24 and results["workers"] == {"kind": "threads", "size": 4}
+    assert results["episodes"] == 24 and results["workers"] == {"kind": "threads", "size": 4, "retried": 0}
     assert sum(len(r["pamphlets_written"]) for r in lines) > 0 and results["success_rate"] > 0.5
     assert_lessons_once(memory)
     memory.close()
