@@ -178,3 +178,12 @@ def test_the_live_answerer_sends_requests_at_once_and_keeps_their_order(openai_s
     assert state["most"] > 1 and many.labels == one.labels == [1 if n % 3 else 0 for n in range(12)]
     with pytest.raises(AtlasError, match="concurrency must be at least 1"):
         LiveAnswerer(client, SENTIMENT_PROMPT, concurrency=0)
+
+
+def test_run_with_an_unreachable_memory_exits_2_with_the_reason(world: Path, tmp_path: Path) -> None:
+    from tests.test_cli import atlas_process
+
+    result = atlas_process("run", "--world", str(world), "--episodes", "2", "--workers", "2",
+                           "--memory", "postgresql+psycopg2://postgres@127.0.0.1:1/nothing", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "cannot open memory store" in result.stderr
+    assert not (tmp_path / "o" / "episodes.jsonl").exists()
