@@ -111,3 +111,35 @@ def test_replaying_the_writing_nodes_writes_nothing_twice(tmp_path: Path) -> Non
     assert {p.id: len(memory.uses(p.id)) for p in memory.list(limit=None)} == uses
     assert {p.id: p.provenance.episode_ids for p in memory.list(limit=None)} == provenance
     memory.close()
+
+
+def test_a_pamphlet_edited_by_another_episode_meanwhile_is_read_again_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent episodes prune or reinforce one pamphlet at once: the loser of the race retries on the
+    pamphlet as the winner left it (a real ConcurrentEdit from SQL), instead of stopping the run."""
+    from atlas.config import load_settings
+    from atlas.distillation import prune
+
+    target = str(tmp_path / "memory.sqlite")
+    store = MemoryStore.open(target, embedder="hash:64", index_dir=tmp_path / "a")
+    other = MemoryStore.open(target, embedder="hash:64", index_dir=tmp_path / "b")
+    settings = load_settings().agents
+    pid = store.add({"text": "follow the account to its sign-ins"}).id
+    for n in range(settings.prune_after_uses):
+        store.record_use(pid, f"ep-{n}", 0.0)
+    read = store.get
+    raced: list[int] = []
+
+    def get_then_race(pamphlet_id: int):
+        current = read(pamphlet_id)
+        if not raced:  # another episode reinforces it between this read and the write
+            raced.append(pamphlet_id)
+            other.update(pamphlet_id, tags=["reinforced-meanwhile"], change="reinforced")
+        return current
+
+    monkeypatch.setattr(store, "get", get_then_race)
+    assert prune(store, [pid], settings, "teacher") == [pid]
+    monkeypatch.undo()
+    assert raced and store.get(pid).deleted and store.get(pid).tags == ["reinforced-meanwhile"]
+    assert [v.change for v in store.history(pid)][-2:] == ["reinforced", f"pruned: mean reward 0.00 over {settings.prune_after_uses} uses"]
+    store.close()
+    other.close()
