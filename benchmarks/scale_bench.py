@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from atlas.config import AtlasSettings
+from atlas.errors import AtlasError
 from atlas.runner import RayWorkers, RunSpec, read_records, run_episodes
 from benchmarks.investigation.episodes import select_questions, world_paths
 from benchmarks.investigation.question_files import read_questions
@@ -52,9 +53,14 @@ class ServerProcess:
 
     def __enter__(self) -> tuple[str, str]:
         self._process.start()
-        if not self._conn.poll(120):
-            raise RuntimeError("the fake OpenAI server process did not start within 120 s")
-        return self._conn.recv()
+        reason = "it did not answer within 120 s"
+        if self._conn.poll(120):
+            try:
+                return self._conn.recv()
+            except EOFError:
+                reason = "it exited before saying where it listens"
+        self._process.kill()
+        raise AtlasError(f"the fake OpenAI server process did not start ({reason})")
 
     def __exit__(self, *_exc: object) -> None:
         self._conn.send("stop")
