@@ -187,3 +187,25 @@ def test_run_with_an_unreachable_memory_exits_2_with_the_reason(world: Path, tmp
                            "--memory", "postgresql+psycopg2://postgres@127.0.0.1:1/nothing", "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "cannot open memory store" in result.stderr
     assert not (tmp_path / "o" / "episodes.jsonl").exists()
+
+
+@pytest.mark.parametrize("workers", ["a,b", "0,4", ","])
+def test_bench_scale_refuses_bad_worker_lists(tmp_path: Path, workers: str) -> None:
+    from typer.testing import CliRunner
+
+    from atlas.cli.main import app
+
+    result = CliRunner().invoke(app, ["bench", "scale", "--workers", workers, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--workers" in result.output and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_bench_scale_end_to_end_on_a_few_episodes(world: Path, tmp_path: Path) -> None:
+    from benchmarks.scale_bench import run_scale_bench
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    results = run_scale_bench(world, tmp_path / "bench", settings, episodes=4, latency_s=0.02, workers=(1, 2), ray_actors=None, answerer_items=4)
+    assert set(results["configs"]) == {"threads_1", "threads_2"}
+    assert all(all(c["checks"].values()) for c in results["configs"].values())
+    assert results["configs"]["threads_2"]["learning_curve_vs_sequential"] is not None and results["answerer"]["items"] == 4
+    assert (tmp_path / "bench" / "report.md").is_file()
