@@ -41,7 +41,7 @@ def open_checkpointer(out: Path, memory_target: str | None) -> Iterator[Any]:
         try:
             from langgraph.checkpoint.postgres import PostgresSaver
         except ImportError:
-            raise AtlasError("checkpoints beside a PostgreSQL memory need `langgraph-checkpoint-postgres` and `psycopg`: pip install 'atlas[postgres]'") from None
+            raise AtlasError("checkpoints beside a PostgreSQL memory need `langgraph-checkpoint-postgres` and `psycopg`: pip install 'atlas-cl[postgres]'") from None
         import psycopg
 
         try:

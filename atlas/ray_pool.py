@@ -84,7 +84,7 @@ class RayPool:
         try:
             import ray
         except ImportError:
-            raise AtlasError("--ray needs the `ray` package: pip install 'atlas[ray]'") from None
+            raise AtlasError("--ray needs the `ray` package: pip install 'atlas-cl[ray]'") from None
         self.ray = ray
         self._started = False
         if not ray.is_initialized():
