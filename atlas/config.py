@@ -75,6 +75,7 @@ class OpenAISettings(_Strict):
     backoff_s: float = Field(default=0.5, ge=0, description="first retry wait, doubling each retry up to backoff_max_s, with jitter")
     backoff_max_s: float = Field(default=8.0, ge=0, description="cap on one retry's wait (before jitter)")
     reasoning_tokens: int = Field(default=2048, ge=0, description="extra completion tokens a reasoning model may think with")
+    concurrency: int = Field(default=16, ge=1, le=256, description="requests in flight at once for batch work (the cascade's live answerer)")
     # Native tool calls and JSON-schema outputs: probed once per endpoint and model ("auto"), or forced.
     tools: Support = Field(default="auto", description="native tool calls: auto probes the endpoint once; on or off forces")
     structured_outputs: Support = Field(default="auto", description="JSON-schema outputs: auto probes the endpoint once; on or off forces")

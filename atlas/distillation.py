@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from atlas.agents.base import Episode, Lesson
 from atlas.config import AgentSettings
+from memory.errors import ConcurrentEdit
 from memory.schema import PamphletIn, Provenance
 from memory.store import MemoryStore
 
+T = TypeVar("T")
 DUPLICATE_SCORE = 0.97  # a plan with the same structure this close is the same lesson
 NEAR_COPY_SCORE = 0.9  # a text note this close, for the same cue, reinforces the existing one instead of adding a near-copy
 
@@ -43,10 +47,33 @@ class Outcome:
     rejected: str | None = None  # why the lesson was not stored
 
 
+EDIT_RETRIES = 8  # concurrent episodes may edit one pamphlet at once: the loser reads it again and retries
+
+
+def _retrying(write: Callable[[], T]) -> T:
+    """Run a read-then-write again when another writer changed the pamphlet in between (never overwrite it)."""
+    for _ in range(EDIT_RETRIES - 1):
+        try:
+            return write()
+        except ConcurrentEdit:
+            continue
+    return write()
+
+
 def store_lesson(
     store: MemoryStore, lesson: Lesson, episode: Episode, settings: AgentSettings, episode_id: str, author: str, scope: tuple[str, ...] = ()
 ) -> Outcome:
-    """Apply the gates, then add the lesson (tagged with the run's scope) or fold it into the pamphlet it duplicates."""
+    """See `_store_lesson`; retried when a concurrent episode edits the same pamphlet meanwhile."""
+    return _retrying(lambda: _store_lesson(store, lesson, episode, settings, episode_id, author, scope))
+
+
+def _store_lesson(
+    store: MemoryStore, lesson: Lesson, episode: Episode, settings: AgentSettings, episode_id: str, author: str, scope: tuple[str, ...] = ()
+) -> Outcome:
+    """Apply the gates, then add the lesson (tagged with the run's scope) or fold it into the pamphlet it duplicates.
+
+    Idempotent per episode: storing the same lesson again for the same episode (a graph node replayed
+    after a crash) finds the pamphlet that already lists the episode and writes nothing."""
     tags = list(dict.fromkeys([*lesson.tags, *scope]))
     blob = lesson.text + " " + json.dumps(lesson.plan or {}, sort_keys=True)
     if episode.reveals_ground_truth(blob):
@@ -63,6 +90,10 @@ def store_lesson(
         same_cue = " ".join((hit.pamphlet.cue or "").casefold().split()) == " ".join(lesson.cue.casefold().split())
         near = hit.score >= DUPLICATE_SCORE or (notes and same_cue and hit.score >= NEAR_COPY_SCORE)
         if same_plan and (near or hit.pamphlet.text == lesson.text):
+            episodes = hit.pamphlet.provenance.episode_ids
+            if episode_id in episodes:  # this episode's lesson is already there (a replayed node): nothing twice
+                created = episodes[:1] == [episode_id] and hit.pamphlet.provenance.source == "distill"
+                return Outcome(written=hit.pamphlet.id) if created else Outcome(merged_into=hit.pamphlet.id)
             provenance = hit.pamphlet.provenance.model_copy(update={"episode_ids": [*hit.pamphlet.provenance.episode_ids, episode_id][-50:]})
             store.update(hit.pamphlet.id, provenance=provenance.model_dump(), changed_by=author, change="reinforced")
             return Outcome(merged_into=hit.pamphlet.id)
@@ -85,6 +116,7 @@ def prune(store: MemoryStore, ids: list[int], settings: AgentSettings, author: s
     removed = []
     for pamphlet_id, track in store.track_records(ids).items():
         if track.uses >= settings.prune_after_uses and (track.mean_reward or 0.0) < settings.prune_below:
-            store.delete(pamphlet_id, changed_by=author, change=f"pruned: mean reward {track.mean_reward:.2f} over {track.uses} uses")
+            change = f"pruned: mean reward {track.mean_reward:.2f} over {track.uses} uses"
+            _retrying(lambda pamphlet_id=pamphlet_id, change=change: store.delete(pamphlet_id, changed_by=author, change=change))
             removed.append(pamphlet_id)
     return removed

@@ -1,9 +1,13 @@
 """One episode as a LangGraph StateGraph: retrieve -> lane -> (review) -> student -> (validate, retry)
--> submit -> score -> distil -> record. Escalated tasks go to the teacher instead of the student.
+-> submit -> score -> lesson -> distil -> record. Escalated tasks go to the teacher instead of the student.
 
 Nodes are small functions of the typed state plus a per-episode runtime context (agents, memory,
 bandit, the episode's sandbox); control flow lives in the edges. The state holds only plain data,
-so the SQLite checkpointer can save it after every node and an interrupted run can resume.
+so the checkpointer (SQLite, or PostgreSQL beside a shared memory) can save it after every node and an
+interrupted run can resume. A node that was cut off runs again on resume, so every side effect is
+idempotent: the teacher's lesson is checkpointed (`lesson`) before anything is written (`distil`),
+a use is recorded once per (pamphlet, episode), and a lesson already stored for the episode is found
+again rather than written twice. The lane bandit learns from an episode when the runner records it.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class EpisodeState(TypedDict, total=False):
     merged: list[int]
     rejected: list[str]
     pruned: list[int]
+    lessons: list[dict[str, Any]]  # the teacher's distilled lessons (text, cue, plan, tags), before they are stored
     seconds: float
     started: float
 
@@ -75,10 +80,8 @@ class RunContext:
     memory: MemoryStore | None = None
     scope: tuple[str, ...] = ()
     learn: bool = True  # write pamphlets (False = frozen: read memory, never write it)
-    meter: Meter | None = None
-    meter_start: float = 0.0
-    tokens_start: int = 0
-    calls: CallLedger | None = None  # this episode's model calls: the cap, and failures
+    meter: Meter | None = None  # set when model calls are metered (their cost is this episode's ledger's)
+    calls: CallLedger | None = None  # this episode's model calls: the cap, failures, tokens and dollars
 
     @property
     def model_failed(self) -> bool:
@@ -127,7 +130,8 @@ def node_choose_lane(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[
     plans = state.get("plans", [])
     best = plans[0] if plans else None
     context = memory_context(best is not None, best["uses"] if best else 0, best["mean_reward"] if best else None)
-    return {"context": context, "lane": runtime.context.bandit.choose(context), "plan_index": 0, "attempts": 0, "guidance": []}
+    lane = runtime.context.bandit.choose(context, key=state["task_id"])  # the draw is this task's, whatever runs beside it
+    return {"context": context, "lane": lane, "plan_index": 0, "attempts": 0, "guidance": []}
 
 
 def node_review(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -245,30 +249,44 @@ def node_score(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, A
         signal = None  # the outcome says nothing about plans or lanes
     student_q = sum(1 for s in state.get("steps", []) if s["actor"] == "student")
     teacher_q = sum(1 for s in state.get("steps", []) if s["actor"] == "teacher")
-    llm_dollars = (ctx.meter.totals().cost_usd - ctx.meter_start) if ctx.meter else 0.0
-    tokens = (ctx.meter.totals().total_tokens - ctx.tokens_start) if ctx.meter else state.get("tokens", 0)
+    metered = ctx.meter is not None and ctx.calls is not None
+    llm_dollars = ctx.calls.cost_usd if metered else 0.0  # type: ignore[union-attr]
+    tokens = ctx.calls.tokens if metered else state.get("tokens", 0)  # type: ignore[union-attr]
     cost = student_q * ctx.settings.student_query_usd + teacher_q * ctx.settings.teacher_query_usd + llm_dollars
     return {"reward": score.reward, "success": score.success, "signal": signal, "cost": cost, "tokens": tokens, "model_error": _model_error(state, ctx)}
 
 
+def _learns(state: EpisodeState, ctx: RunContext) -> bool:
+    return ctx.memory is not None and ctx.learn and not _model_error(state, ctx)
+
+
+def node_lesson(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """The teacher distils the episode into a lesson (nothing is written yet: the lesson is checkpointed
+    first, so a crash while storing it never asks the teacher again for a different one)."""
+    ctx = runtime.context
+    if not _learns(state, ctx) or state.get("signal") is None:
+        return {"lessons": [], "model_error": _model_error(state, ctx)}
+    try:
+        distilled = ctx.teacher.distil(ctx.task, _attempt(state), state["signal"])
+    except LLMConfigError:
+        raise
+    except LLMError:
+        distilled = None  # the ledger noted the failure
+    if ctx.model_failed:
+        return {"lessons": [], "model_error": _model_error(state, ctx)}
+    lessons = [distilled] if isinstance(distilled, Lesson) else list(distilled or [])  # one lesson, or one per hop (skills)
+    return {"lessons": [{"text": x.text, "cue": x.cue, "plan": x.plan, "tags": list(x.tags)} for x in lessons]}
+
+
 def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """Write what the episode taught: uses of the plans tried, a lesson, pruning. An episode whose model
-    failed teaches nothing (its outcome says nothing about the plans or the lesson)."""
+    """Write what the episode taught: uses of the plans tried, the lesson, pruning. An episode whose model
+    failed teaches nothing (its outcome says nothing about the plans or the lesson). Replaying this node
+    (after a crash inside it) writes nothing twice."""
     ctx = runtime.context
     nothing: dict[str, Any] = {"written": [], "merged": [], "rejected": [], "pruned": []}
-    if ctx.memory is None or not ctx.learn or _model_error(state, ctx):
+    if not _learns(state, ctx):
         return {**nothing, "model_error": _model_error(state, ctx)}
-    lessons: list[Lesson] = []
-    if state.get("signal") is not None:
-        try:
-            lesson = ctx.teacher.distil(ctx.task, _attempt(state), state["signal"])
-            lessons = [lesson] if isinstance(lesson, Lesson) else list(lesson or [])  # one lesson, or one per hop
-        except LLMConfigError:
-            raise
-        except LLMError:
-            lessons = []  # the ledger noted the failure
-        if ctx.model_failed:
-            return {**nothing, "model_error": True}
+    lessons = [Lesson(found["text"], found["cue"], found.get("plan"), tuple(found.get("tags", ()))) for found in state.get("lessons") or []]
     written, merged, rejected = [], [], []
     author = ctx.teacher.name
     for pamphlet, reward in state.get("tried", []):
@@ -287,12 +305,9 @@ def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
     return {"written": written, "merged": merged, "rejected": rejected, "pruned": pruned}
 
 
-def node_record(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    ctx = runtime.context
-    seconds = time.time() - state.get("started", time.time())  # wall clock: survives a resume in another process
-    if not ctx.bandit.forced and state.get("signal") is not None and not state.get("model_error"):
-        ctx.bandit.update(state["context"], state["lane"], state["signal"], state["cost"])
-    return {"seconds": seconds}
+def node_record(state: EpisodeState) -> dict[str, Any]:
+    """The episode's wall time (it survives a resume in another process); the runner records the rest."""
+    return {"seconds": time.time() - state.get("started", time.time())}
 
 
 # ---------------------------------------------------------------- edges
@@ -312,7 +327,8 @@ def after_student(state: EpisodeState, runtime: Runtime[RunContext]) -> str:
     learning = ctx.memory is not None and ctx.learn or not ctx.bandit.forced
     if ctx.settings.signal != "judgment" or not learning:
         return "submit"
-    audited = random.Random(f"audit:{state['episode_id']}").random() < ctx.settings.audit_rate
+    # seeded by the run's seed and the task (not the run's name), so the same seed audits the same tasks
+    audited = random.Random(f"audit:{ctx.bandit.seed}:{state['task_id']}").random() < ctx.settings.audit_rate
     return "judge" if audited else "submit"
 
 
@@ -329,7 +345,7 @@ def build_graph(checkpointer: Any = None):
     for name, node in (
         ("retrieve", node_retrieve), ("choose_lane", node_choose_lane), ("review", node_review), ("student", node_student),
         ("validate", node_validate), ("teacher", node_teacher), ("judge", node_judge), ("submit", node_submit), ("score", node_score),
-        ("distil", node_distil), ("record", node_record),
+        ("lesson", node_lesson), ("distil", node_distil), ("record", node_record),
     ):
         graph.add_node(name, node)
     graph.add_edge(START, "retrieve")
@@ -341,7 +357,8 @@ def build_graph(checkpointer: Any = None):
     graph.add_edge("teacher", "submit")
     graph.add_edge("judge", "submit")
     graph.add_edge("submit", "score")
-    graph.add_edge("score", "distil")
+    graph.add_edge("score", "lesson")
+    graph.add_edge("lesson", "distil")
     graph.add_edge("distil", "record")
     graph.add_edge("record", END)
     return graph.compile(checkpointer=checkpointer)

@@ -1,28 +1,41 @@
-"""Run episodes through the graph: per-episode JSONL as they finish, checkpoints, resume, results.json."""
+"""Run episodes through the graph: N at once, records in question order, checkpoints, resume, results.json.
+
+Episodes run in worker threads (`RunSpec.workers`; LLM calls are I/O-bound, so threads overlap their
+waits) or on Ray actors (`RunSpec.ray`, `atlas/ray_pool.py`). Learning stays online: an episode starts
+from the memory and the lane statistics as they are when it starts, so what any finished episode
+wrote is seen by every episode started after it. Records reach `OUT/episodes.jsonl` once each and in
+question order, whatever order episodes finish in (a finished episode waiting for an earlier one keeps
+its final checkpoint, so a crash meanwhile loses nothing). With one worker a run is deterministic;
+with several, which lessons an episode sees depends on which episodes finished before it started.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import queue
+import threading
+import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from langgraph.checkpoint.sqlite import SqliteSaver
+from typing import Any, Protocol
 
 from atlas.agents.base import Episode, Student, Teacher
+from atlas.checkpoints import CHECKPOINTS_FILE, open_checkpointer
 from atlas.config import AgentSettings
 from atlas.errors import AtlasError
-from atlas.graph import RunContext, build_graph
-from atlas.llm.ledger import CallLedger
 from atlas.llm.meter import Meter
 from atlas.run_summary import summarize
+from atlas.workers import EpisodeJob, EpisodeWorker, RunSettings
 from memory.store import MemoryStore
 from policies.supervision import LANES, LaneBandit
 
-EPISODES_FILE, RESULTS_FILE, CHECKPOINTS_FILE, RUN_FILE = "episodes.jsonl", "results.json", "checkpoints.sqlite", "run.json"
+EPISODES_FILE, RESULTS_FILE, RUN_FILE = "episodes.jsonl", "results.json", "run.json"
+__all__ = ["CHECKPOINTS_FILE", "EpisodeInput", "RayWorkers", "RunSpec", "RunStopped", "read_records", "run_episodes"]
 LANE_MODES = ("adaptive", *LANES)
+MAX_WORKERS = 256
 
 
 class RunStopped(Exception):
@@ -31,6 +44,17 @@ class RunStopped(Exception):
     def __init__(self, finished: int) -> None:
         super().__init__(f"stopped after {finished} episodes")
         self.finished = finished
+
+
+@dataclass
+class RayWorkers:
+    """Run the episodes on Ray actors: `address` is "auto" (a running cluster, else a local Ray started
+    here) or a cluster's address; `recipe` builds a worker's parts inside each actor (it must pickle)."""
+
+    address: str
+    actors: int
+    recipe: Callable[[], Any]  # -> atlas.ray_pool.WorkerParts
+    num_cpus: int | None = None  # CPUs of a local Ray started here (None: Ray's own count)
 
 
 @dataclass
@@ -43,10 +67,16 @@ class RunSpec:
     seed: int = 0
     resume: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # written into results.json as is
+    workers: int = 1  # episodes in flight at once (threads of this process)
+    ray: RayWorkers | None = None  # or on Ray actors (then `workers` is ignored)
 
     def __post_init__(self) -> None:
         if self.lane not in LANE_MODES:
             raise AtlasError(f"unknown lane {self.lane!r}; choose one of {', '.join(LANE_MODES)}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise AtlasError(f"--workers must be between 1 and {MAX_WORKERS}, got {self.workers}")
+        if self.ray is not None and not 1 <= self.ray.actors <= MAX_WORKERS:
+            raise AtlasError(f"the number of Ray actors must be between 1 and {MAX_WORKERS}, got {self.ray.actors}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +105,56 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return sorted(records.values(), key=lambda r: r["index"])
 
 
+class Pool(Protocol):
+    """Where episodes run: `submit` a job, `finished` blocks until at least one ends (its record, or the error)."""
+
+    busy: int
+    retried: int
+
+    def submit(self, job: EpisodeJob, bandit: LaneBandit) -> None: ...
+
+    def finished(self) -> list[tuple[EpisodeJob, dict[str, Any] | BaseException]]: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadPool:
+    """N daemon threads sharing one worker (an abort on a second Ctrl-C does not wait for them)."""
+
+    def __init__(self, worker: EpisodeWorker, size: int) -> None:
+        self.worker = worker
+        self.busy = 0
+        self.retried = 0  # a thread never loses its episode
+        self._jobs: queue.Queue[tuple[EpisodeJob, LaneBandit] | None] = queue.Queue()
+        self._done: queue.Queue[tuple[EpisodeJob, dict[str, Any] | BaseException]] = queue.Queue()
+        self._threads = [threading.Thread(target=self._serve, name=f"episode-worker-{n}", daemon=True) for n in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, bandit = item
+            try:
+                self._done.put((job, self.worker.run(job, bandit)))
+            except BaseException as error:  # handed to the driver, which stops the run with it
+                self._done.put((job, error))
+
+    def submit(self, job: EpisodeJob, bandit: LaneBandit) -> None:
+        self.busy += 1
+        self._jobs.put((job, bandit))
+
+    def finished(self) -> list[tuple[EpisodeJob, dict[str, Any] | BaseException]]:
+        out = [self._done.get()]
+        while not self._done.empty():
+            out.append(self._done.get_nowait())
+        self.busy -= len(out)
+        return out
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
 def run_episodes(
     inputs: Iterable[EpisodeInput],
     student: Student,
@@ -86,104 +166,134 @@ def run_episodes(
     progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run every episode in order; returns (and writes) results.json's content.
+    """Run every episode (up to `spec.workers` at once); returns (and writes) results.json's content.
 
-    `should_stop` is asked before each episode (e.g. after a Ctrl-C): the run then ends cleanly with
-    RunStopped, every finished episode saved, and continues later with `resume=True`."""
+    `should_stop` is asked before each episode starts (e.g. after a Ctrl-C): the run then lets the
+    episodes in flight finish, saves them, and ends with RunStopped; it continues later with `resume=True`."""
     protocol = preflight_agents(student, teacher)  # a model that cannot answer stops the run here, before any write
     out.mkdir(parents=True, exist_ok=True)
     episodes_path = out / EPISODES_FILE
     done = read_records(episodes_path)
     if done and not spec.resume:
         raise AtlasError(f"{out} already holds a run ({len(done)} episodes); pass --resume to continue it, or choose another --out")
-    _check_same_run(out, spec, student, teacher, settings, resuming=bool(done))
-    bandit = LaneBandit(lam=settings.lam, explore=settings.explore, forced=None if spec.lane == "adaptive" else spec.lane, seed=spec.seed)  # type: ignore[arg-type]
-    for record in done:  # replay the lane choices too, so the bandit's random stream continues exactly
-        if not bandit.forced:
-            bandit.choose(record["context"])
-            if record["signal"] is not None and not record.get("model_error"):
-                bandit.update(record["context"], record["lane"], record["signal"], record["cost"])
+    run_id = _check_same_run(out, spec, student, teacher, settings, resuming=bool(done) or spec.resume)
+    lanes = LaneMemory(spec, settings, student, teacher)
+    bandit = lanes.start(done)
+    items = list(inputs)
     finished = {r["episode"] for r in done}
-    connection = sqlite3.connect(out / CHECKPOINTS_FILE, check_same_thread=False)
-    try:
-        graph = build_graph(SqliteSaver(connection))
-        with episodes_path.open("a", encoding="utf-8") as sink:
-            for index, item in enumerate(inputs):
-                episode_id = f"{spec.name}:{index:05d}:{item.task_id}"
-                if episode_id in finished:
-                    continue
-                if should_stop is not None and should_stop():
-                    raise RunStopped(len(done))
-                record = _run_one(graph, item, index, episode_id, student, teacher, settings, spec, bandit, meter)
-                sink.write(json.dumps(record, sort_keys=True) + "\n")
-                sink.flush()
-                graph.checkpointer.delete_thread(episode_id)  # the record is the durable copy now
-                done.append(record)
-                if progress:
-                    progress(record)
-    finally:
-        connection.close()
+    jobs = []
+    for index, item in enumerate(items):
+        episode_id = f"{spec.name}:{index:05d}:{item.task_id}"
+        if episode_id not in finished:
+            jobs.append(EpisodeJob(index, episode_id, f"{run_id}/{episode_id}" if run_id else episode_id, item.task_id, dict(item.meta)))
+    memory_target = spec.memory.target if spec.memory is not None else None
+    run = RunSettings(spec.lane, spec.learn, tuple(spec.scope), spec.seed)
+    started = time.perf_counter()
+    with open_checkpointer(out, memory_target) as checkpointer:
+        if spec.ray is not None:
+            from atlas.ray_pool import RayPool
+
+            pool: Pool = RayPool(spec.ray, settings, run, out, memory_target, run_id)
+            width = spec.ray.actors
+        else:
+            worker = EpisodeWorker(student, teacher, settings, run, spec.memory, lambda job: items[job.index].make(), checkpointer, meter)
+            pool, width = ThreadPool(worker, min(spec.workers, max(1, len(jobs)))), spec.workers
+        startup = time.perf_counter() - started  # Ray: starting the actors (each loads its agents and memory)
+        try:
+            _drive(pool, width, jobs, bandit, lanes, episodes_path, checkpointer, done, progress, should_stop)
+        finally:
+            pool.close()
+        retried = pool.retried
     results = {
         "run": spec.name, "lane": spec.lane, "learn": spec.learn, "memory": spec.memory is not None, "seed": spec.seed, **spec.extra,
         **summarize(done), "bandit": bandit.to_dict(), **({"protocol": protocol} if protocol else {}),
+        "workers": {"kind": "ray" if spec.ray is not None else "threads", "size": width, "retried": retried}, "pool_startup_s": round(startup, 2),
     }
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return results
 
 
-def _run_one(graph, item: EpisodeInput, index: int, episode_id: str, student, teacher, settings, spec: RunSpec, bandit, meter) -> dict[str, Any]:
-    episode = item.make()
-    totals = meter.totals() if meter else None
-    prompt_before = {model: t.prompt_tokens for model, t in totals.by_model.items()} if totals else {}
-    context = RunContext(
-        episode=episode, student=student, teacher=teacher, settings=settings, bandit=bandit, memory=spec.memory,
-        scope=spec.scope, learn=spec.learn, meter=meter,
-        meter_start=totals.cost_usd if totals else 0.0, tokens_start=totals.total_tokens if totals else 0,
-        calls=CallLedger(settings.max_llm_calls),
-    )
-    config = {"configurable": {"thread_id": episode_id}}
-    snapshot = graph.get_state(config)
-    if snapshot.values and not snapshot.next:
-        state = snapshot.values  # finished before its record was written: do not run it twice
-    else:
-        # an episode cut off mid-way continues from its last checkpoint; a new one starts from the top;
-        # "sync": each checkpoint is on disk before the next node runs (no writer thread left on Ctrl-C)
-        payload = None if snapshot.next else {"episode_id": episode_id, "task_id": item.task_id, "steps": []}
-        with context.calls.active():  # type: ignore[union-attr]
-            state = graph.invoke(payload, config, context=context, durability="sync")
-    steps = state.get("steps", [])
-    after = meter.totals().by_model if meter else {}
-    prompt_tokens = {model: t.prompt_tokens - prompt_before.get(model, 0) for model, t in after.items() if t.prompt_tokens > prompt_before.get(model, 0)}
-    return {
-        "episode": episode_id,
-        "index": index,
-        "question": item.task_id,
-        "meta": item.meta,
-        "lane": state["lane"],
-        "context": state["context"],
-        "solved_by": state.get("solved_by"),
-        "attempts": state.get("attempts", 0),
-        "answer": state.get("answer"),
-        "reason": state.get("reason"),  # why there is no answer (a model error says which)
-        "success": bool(state["success"]),
-        "reward": state["reward"],
-        "signal": state["signal"],
-        "judgment": state.get("judgment"),
-        "model_error": bool(state.get("model_error")),
-        "llm_calls": context.calls.calls if context.calls is not None else 0,
-        "prompt_tokens": prompt_tokens,  # per model, this episode
-        "replies": (state.get("route") or {}).get("replies"),  # LLM agents: valid actions, invalid replies, cut-off ones
-        "tokens": state.get("tokens", 0),
-        "queries": {"student": sum(s["actor"] == "student" for s in steps), "teacher": sum(s["actor"] == "teacher" for s in steps)},
-        "cost": state["cost"],
-        "seconds": state.get("seconds", 0.0),
-        "pamphlets_used": state.get("used", []),
-        "pamphlets_written": state.get("written", []),
-        "pamphlets_merged": state.get("merged", []),
-        "pamphlets_rejected": state.get("rejected", []),
-        "pamphlets_pruned": state.get("pruned", []),
-        "retrieved": [h["id"] for h in state.get("hits", [])],
-    }
+def _drive(pool: Pool, width: int, jobs: list[EpisodeJob], bandit: LaneBandit, lanes: LaneMemory, episodes_path: Path,
+           checkpointer: Any, done: list[dict[str, Any]], progress: Callable[[dict[str, Any]], None] | None,
+           should_stop: Callable[[], bool] | None) -> None:
+    """Keep `width` episodes in flight; write each record in question order once all before it are written."""
+    pending = deque(jobs)
+    order = deque(job.index for job in jobs)
+    ready: dict[int, tuple[EpisodeJob, dict[str, Any]]] = {}
+    error: BaseException | None = None
+    stopping = False
+    with episodes_path.open("a", encoding="utf-8") as sink:
+        while True:
+            while pending and pool.busy < width and error is None and not stopping:
+                if should_stop is not None and should_stop():
+                    stopping = True
+                    break
+                pool.submit(pending.popleft(), bandit)
+            if not pool.busy:
+                break
+            for job, outcome in pool.finished():
+                if isinstance(outcome, BaseException):
+                    error = error or outcome  # the others in flight finish and are saved first
+                    continue
+                lanes.learn(bandit, outcome)
+                ready[job.index] = (job, outcome)
+                done.append(outcome)
+                if progress:
+                    progress(outcome)
+            while order and order[0] in ready:
+                job, record = ready.pop(order.popleft())
+                sink.write(json.dumps(record, sort_keys=True) + "\n")
+                sink.flush()
+                checkpointer.delete_thread(job.thread_id)  # the record is the durable copy now
+    if error is not None:
+        raise error
+    if pending:
+        raise RunStopped(len(done))
+
+
+class LaneMemory:
+    """The lane bandit of a run, and where its statistics persist: in the memory store (so that the next
+    run, or another host, starts from them), one outcome per episode so that nothing counts twice."""
+
+    def __init__(self, spec: RunSpec, settings: AgentSettings, student: Student, teacher: Teacher) -> None:
+        self.spec, self.settings = spec, settings
+        self.key = f"lanes:{'|'.join(spec.scope)}:{student.name}:{teacher.name}"
+        adaptive = spec.lane == "adaptive"
+        self.reads = adaptive and spec.memory is not None
+        self.writes = self.reads and spec.learn and not spec.memory.read_only  # type: ignore[union-attr]
+
+    def start(self, done: list[dict[str, Any]]) -> LaneBandit:
+        spec, settings = self.spec, self.settings
+        bandit = LaneBandit(lam=settings.lam, explore=settings.explore, forced=None if spec.lane == "adaptive" else spec.lane, seed=spec.seed)  # type: ignore[arg-type]
+        if bandit.forced:
+            return bandit
+        if self.writes:  # a record written just before a crash may lack its stored outcome: store it now (once)
+            for record in done:
+                self._store(record)
+        if self.reads:
+            bandit.absorb(spec.memory.lane_totals(self.key))  # type: ignore[union-attr]
+        if not self.writes:  # nothing persisted for this run: its finished episodes teach the bandit again
+            for record in done:
+                if _teaches(record):
+                    bandit.update(record["context"], record["lane"], record["signal"], record["cost"])
+        return bandit
+
+    def learn(self, bandit: LaneBandit, record: dict[str, Any]) -> None:
+        """A finished episode updates the bandit once (an outcome already stored was counted when loaded)."""
+        if bandit.forced or not _teaches(record):
+            return
+        if self.writes and not self._store(record):
+            return
+        bandit.update(record["context"], record["lane"], record["signal"], record["cost"])
+
+    def _store(self, record: dict[str, Any]) -> bool:
+        if not _teaches(record):
+            return False
+        return self.spec.memory.record_lane_outcome(self.key, record["episode"], record["context"], record["lane"], record["signal"], record["cost"])  # type: ignore[union-attr]
+
+
+def _teaches(record: dict[str, Any]) -> bool:
+    return record["signal"] is not None and not record.get("model_error")
 
 
 def preflight_agents(*agents: Student | Teacher) -> dict[str, dict[str, str]]:
@@ -197,16 +307,20 @@ def preflight_agents(*agents: Student | Teacher) -> dict[str, dict[str, str]]:
     return protocol
 
 
-def _check_same_run(out: Path, spec: RunSpec, student: Student, teacher: Teacher, settings: AgentSettings, resuming: bool) -> None:
-    """A resumed run must be the same run: same lane, learning mode, seed, agents and settings."""
+def _check_same_run(out: Path, spec: RunSpec, student: Student, teacher: Teacher, settings: AgentSettings, resuming: bool) -> str:
+    """A resumed run must be the same run: same lane, learning mode, seed, agents and settings. Returns the
+    run's id (kept in run.json; checkpoint threads carry it; a folder from before ids has none: "")."""
     identity = {
         "lane": spec.lane, "learn": spec.learn, "memory": spec.memory is not None, "seed": spec.seed,
         "student": student.name, "teacher": teacher.name, "settings": settings.model_dump(),
     }
     path = out / RUN_FILE
+    run_id = uuid.uuid4().hex[:16]
     if resuming and path.is_file():
         before = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(key for key in identity if before.get(key) != identity[key])
         if changed:
             raise AtlasError(f"{out} holds a run with other {', '.join(changed)}; resume it with the same options, or choose another --out")
-    path.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        run_id = before.get("run_id", "")
+    path.write_text(json.dumps({**identity, "run_id": run_id}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return run_id

@@ -195,6 +195,8 @@ class FakeOpenAIServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like real servers: a client reuses its connections
+
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 return
 

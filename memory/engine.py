@@ -10,11 +10,13 @@ import zlib
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from memory import tables as t
 from memory.errors import MemoryStoreError, ReadOnlyStore
+
+CONNECT_TIMEOUT_S = 10
 
 
 def is_url(target: str | Path) -> bool:
@@ -34,7 +36,10 @@ def make_engine(target: str | Path, read_only: bool = False) -> Engine:
     """A SQLite path gets foreign keys and a busy timeout (WAL is set when the store is created);
     ``read_only`` opens it so that nothing, not even a -shm file, is written. A URL is used as given."""
     if is_url(target):
-        return create_engine(str(target), pool_pre_ping=True)
+        url = make_url(str(target))
+        # a server that does not answer is an error within seconds, never a hang (psycopg2 and psycopg 3 take it)
+        waits = {"connect_timeout": CONNECT_TIMEOUT_S} if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=waits)
     path = sqlite_path(target)
     if read_only:
         # immutable=1: no locks and no -shm (a read-only folder cannot hold one); any WAL content

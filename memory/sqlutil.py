@@ -21,3 +21,26 @@ def now() -> datetime:
 def utc(value: datetime) -> datetime:
     """Timestamps read back from SQLite lose their zone: they were written in UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def insert_ignoring_duplicates(conn, table, rows: list[dict], unique: Sequence[str]) -> int:  # noqa: ANN001 (SQLAlchemy types)
+    """Insert rows, skipping any that would repeat an existing row's ``unique`` columns; returns how many were added.
+
+    SQLite and PostgreSQL do it in the statement (ON CONFLICT DO NOTHING); other databases look first."""
+    if not rows:
+        return 0
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        statement = (sqlite.insert(table) if name == "sqlite" else postgresql.insert(table)).on_conflict_do_nothing(index_elements=list(unique))
+        return int(conn.execute(statement, rows).rowcount or 0)
+    from sqlalchemy import and_, insert as plain_insert, select
+
+    added = 0
+    for row in rows:
+        exists = conn.execute(select(table.c[unique[0]]).where(and_(*(table.c[c] == row[c] for c in unique))).limit(1)).first()
+        if exists is None:
+            conn.execute(plain_insert(table).values(**row))
+            added += 1
+    return added

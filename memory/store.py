@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, inspect, select, update
 from sqlalchemy.exc import DBAPIError
 
 from memory import tables as t
@@ -41,8 +41,9 @@ from memory.index import VectorIndex, remove_leftovers
 from memory.locking import file_lock
 from memory import mirror as mirror_policy
 from memory.mirror import INDEX_POLICIES, Entry, IndexMirror
+from memory.migrate import migrate
 from memory.schema import Pamphlet, PamphletIn, PamphletSummary, PamphletVersion, SearchHit, TrackRecord
-from memory.sqlutil import chunks, now, utc
+from memory.sqlutil import chunks, insert_ignoring_duplicates, now, utc
 from memory.transfer import (
     BATCH,
     ImportReport,
@@ -121,6 +122,8 @@ class MemoryStore:
         self._dirty = False
         try:
             self._open_schema(create)
+            if not self.read_only:
+                self.notices += migrate(self.engine, creation_lock)
             self.embedder = self._resolve_embedder(embedder, create)
             self._identity = self._read_identity()
             self._hits = HitReader(self.engine)
@@ -556,15 +559,35 @@ class MemoryStore:
         self._applied(seq, {}, doomed)
         return len(doomed)
 
-    def record_use(self, pamphlet_id: int, episode_id: str, reward: float) -> None:
-        """Note that an episode used a pamphlet and what reward (in [0, 1]) it got."""
+    def record_use(self, pamphlet_id: int, episode_id: str, reward: float) -> bool:
+        """Note that an episode used a pamphlet and what reward (in [0, 1]) it got. An episode uses a
+        pamphlet once: recording the same (pamphlet, episode) again (a replayed graph node) changes
+        nothing and returns False."""
         if not (isinstance(reward, (int, float)) and math.isfinite(reward) and 0.0 <= reward <= 1.0):
             raise MemoryStoreError(f"reward must be a number in [0, 1], got {reward!r}")
         self.get(pamphlet_id)
+        row = {"pamphlet_id": pamphlet_id, "episode_id": str(episode_id), "reward": float(reward), "used_at": now()}
         with self._write() as conn:
-            conn.execute(
-                insert(t.pamphlet_uses).values(pamphlet_id=pamphlet_id, episode_id=str(episode_id), reward=float(reward), used_at=now())
-            )
+            return insert_ignoring_duplicates(conn, t.pamphlet_uses, [row], ("pamphlet_id", "episode_id")) > 0
+
+    def record_lane_outcome(self, bandit: str, episode_id: str, context: str, lane: str, reward: float, cost: float) -> bool:
+        """Keep what one episode taught a lane bandit (named ``bandit``: whose statistics these are).
+        Once per episode: recording the same episode again changes nothing and returns False."""
+        if not (math.isfinite(reward) and math.isfinite(cost)):
+            raise MemoryStoreError(f"a lane outcome needs finite reward and cost, got {reward!r} and {cost!r}")
+        row = {"bandit": bandit, "episode_id": str(episode_id), "context": context, "lane": lane,
+               "reward": float(reward), "cost": float(cost), "recorded_at": now()}
+        with self._write() as conn:
+            return insert_ignoring_duplicates(conn, t.lane_outcomes, [row], ("bandit", "episode_id")) > 0
+
+    def lane_totals(self, bandit: str) -> list[tuple[str, str, int, float, float]]:
+        """(context, lane, episodes, reward sum, cost sum) of everything recorded for ``bandit``."""
+        o = t.lane_outcomes.c
+        query = select(o.context, o.lane, func.count(), func.sum(o.reward), func.sum(o.cost)).where(o.bandit == bandit).group_by(o.context, o.lane).order_by(o.context, o.lane)
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("lane_outcomes"):  # a read-only store of an older schema has none
+                return []
+            return [(c, lane, int(n), float(r), float(k)) for c, lane, n, r, k in conn.execute(query)]
 
     # ------------------------------------------------------------------ reads
     def get(self, pamphlet_id: int) -> Pamphlet:
@@ -772,6 +795,7 @@ class MemoryStore:
             for other in others:
                 fields = PamphletIn.model_validate(other.model_dump(include=set(SNAPSHOT_FIELDS)))
                 self._write_version(conn, other.id, other.version + 1, fields, True, seq, stamp, f"merged into {survivor.id}", changed_by)
+            _drop_repeated_uses(conn, [survivor.id, *members])  # the survivor keeps one use per episode
             conn.execute(update(t.pamphlet_uses).where(t.pamphlet_uses.c.pamphlet_id.in_(members)).values(pamphlet_id=survivor.id))
         self._applied(seq, {survivor.id: (Entry(merged.audience, frozenset(merged.tags), survivor.version + 1, seq), None)}, members)
         return survivor.model_copy(update={**merged.model_dump(), "provenance": merged.provenance, "version": survivor.version + 1,
@@ -891,8 +915,8 @@ class MemoryStore:
                 versions, uses = history_rows(batch, ids, changed_by)
                 if versions:
                     conn.execute(insert(t.pamphlet_versions), versions)
-                if uses:
-                    conn.execute(insert(t.pamphlet_uses), uses)
+                if uses:  # an export of an older store may repeat a (pamphlet, episode) use: the first one counts
+                    insert_ignoring_duplicates(conn, t.pamphlet_uses, uses, ("pamphlet_id", "episode_id"))
 
             ids = self._insert(items, vectors, changed_by, keep=keep, after=write_history)
             for record, new_id in zip(batch, ids):
@@ -923,6 +947,22 @@ class MemoryStore:
             for group in groups:
                 self.merge(group.survivor, group.merged, changed_by=changed_by)
         return groups
+
+
+def _drop_repeated_uses(conn: Connection, ids: Sequence[int]) -> None:
+    """Before uses of ``ids`` are folded into ``ids[0]``: delete every use of an episode that an earlier
+    pamphlet of ``ids`` (the survivor first) already has, so that the survivor keeps one per episode."""
+    u = t.pamphlet_uses.c
+    rank = {pamphlet: n for n, pamphlet in enumerate(ids)}
+    rows = conn.execute(select(u.id, u.pamphlet_id, u.episode_id).where(u.pamphlet_id.in_(list(ids)))).all()
+    seen: set[str] = set()
+    doomed = []
+    for row in sorted(rows, key=lambda r: (rank[r.pamphlet_id], r.id)):
+        if row.episode_id in seen:
+            doomed.append(row.id)
+        seen.add(row.episode_id)
+    for part in chunks(doomed):
+        conn.execute(delete(t.pamphlet_uses).where(u.id.in_(part)))
 
 
 # Built once: used by get() and list().

@@ -24,8 +24,10 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: one use per (pamphlet, episode); lane outcomes (memory/migrate.py)
 metadata = MetaData()
+USES_UNIQUE = "uq_uses_pamphlet_episode"
+OUTCOMES_UNIQUE = "uq_lane_outcomes_episode"
 
 store_state = Table(
     "store_state",
@@ -93,6 +95,24 @@ pamphlet_uses = Table(
     Column("reward", Float, nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=False),
     Index("ix_uses_pamphlet", "pamphlet_id"),
+    # an episode uses a pamphlet once: a node replayed after a crash records nothing twice
+    Index(USES_UNIQUE, "pamphlet_id", "episode_id", unique=True),
+)
+
+# What a lane bandit learned, one row per episode (so a replayed update counts once); any run or host
+# that opens the store starts from these (policies/supervision.py computes the statistics).
+lane_outcomes = Table(
+    "lane_outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bandit", String(500), nullable=False),  # whose statistics: scope and agents
+    Column("episode_id", String(200), nullable=False),
+    Column("context", String(32), nullable=False),
+    Column("lane", String(16), nullable=False),
+    Column("reward", Float, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index(OUTCOMES_UNIQUE, "bandit", "episode_id", unique=True),
 )
 
 # Purged pamphlets leave a tombstone so that other processes drop them from their indexes.

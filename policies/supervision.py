@@ -5,12 +5,19 @@ reviews the plan and validates), escalate (teacher does the task). The context i
 memory can be trusted for this task: no plan retrieved, an untested plan, a plan with a weak or a
 good track record. Per (context, lane) the bandit keeps the mean of reward - lambda * cost and picks
 the best, exploring lanes it has tried little; a context it has never seen starts in `paired`.
+
+Concurrent episodes share one bandit (its methods hold a lock), or each worker gets a `snapshot`.
+With a `key` per choice (the episode id), the exploration draw is seeded by the key, so a choice
+does not depend on how many choices other episodes made before it (their order varies when episodes
+run at once). Statistics can be loaded from totals (`absorb`), e.g. those a memory store kept.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -61,30 +68,58 @@ class LaneBandit:
             if lane is not None and lane not in LANES:
                 raise ValueError(f"unknown lane {lane!r}; choose one of {', '.join(LANES)}")
         self._rng = random.Random(f"lanes:{self.seed}")
+        self._lock = threading.Lock()
 
-    def choose(self, context: str) -> Lane:
+    def choose(self, context: str, key: str | None = None) -> Lane:
+        """The lane for a task in `context`; with `key` (e.g. the episode id) the exploration draw is the key's own."""
         if self.forced:
             return self.forced
-        arms = self.stats_.get(context)
-        if not arms:
-            return self.cold_start
-        tried = {lane: s for lane, s in arms.items() if s.n}
-        visits = sum(s.n for s in tried.values())
-        # exploration fades as the context is visited; untried lanes are what it explores first
-        if self._rng.random() < self.explore / math.sqrt(visits):
-            untried = [lane for lane in LANES if lane not in tried]
-            return self._rng.choice(untried or list(LANES))
-        return max((lane for lane in LANES if lane in tried), key=lambda lane: (tried[lane].utility, -LANES.index(lane)))
+        with self._lock:
+            arms = self.stats_.get(context)
+            if not arms:
+                return self.cold_start
+            rng = random.Random(f"lanes:{self.seed}:{key}") if key is not None else self._rng
+            tried = {lane: s for lane, s in arms.items() if s.n}
+            visits = sum(s.n for s in tried.values())
+            # exploration fades as the context is visited; untried lanes are what it explores first
+            if rng.random() < self.explore / math.sqrt(visits):
+                untried = [lane for lane in LANES if lane not in tried]
+                return rng.choice(untried or list(LANES))
+            return max((lane for lane in LANES if lane in tried), key=lambda lane: (tried[lane].utility, -LANES.index(lane)))
 
     def update(self, context: str, lane: str, reward: float, cost: float) -> None:
+        with self._lock:
+            self._add(context, lane, 1, reward, cost)
+
+    def _add(self, context: str, lane: str, n: int, reward_sum: float, cost_sum: float) -> None:
         arm = self.stats_.setdefault(context, {}).setdefault(lane, ArmStats())
-        arm.n += 1
-        arm.reward_sum += reward
-        arm.cost_sum += cost
-        arm.utility_sum += reward - self.lam * cost
+        arm.n += n
+        arm.reward_sum += reward_sum
+        arm.cost_sum += cost_sum
+        arm.utility_sum += reward_sum - self.lam * cost_sum
+
+    def absorb(self, totals: Iterable[tuple[str, str, int, float, float]]) -> None:
+        """Add (context, lane, n, reward sum, cost sum) totals, e.g. what earlier runs recorded."""
+        with self._lock:
+            for context, lane, n, reward_sum, cost_sum in totals:
+                if lane not in LANES:
+                    raise ValueError(f"unknown lane {lane!r} in the bandit's totals; choose one of {', '.join(LANES)}")
+                self._add(context, lane, int(n), float(reward_sum), float(cost_sum))
+
+    def totals(self) -> list[tuple[str, str, int, float, float]]:
+        """The statistics as (context, lane, n, reward sum, cost sum): what `absorb` takes."""
+        with self._lock:
+            return [(c, lane, s.n, s.reward_sum, s.cost_sum) for c, arms in self.stats_.items() for lane, s in arms.items() if s.n]
+
+    def snapshot(self) -> LaneBandit:
+        """An independent copy with the same settings and statistics (for a worker elsewhere)."""
+        copy = LaneBandit(lam=self.lam, explore=self.explore, cold_start=self.cold_start, forced=self.forced, seed=self.seed)
+        copy.absorb(self.totals())
+        return copy
 
     def to_dict(self) -> dict[str, dict[str, dict[str, float]]]:
-        return {
-            context: {lane: {"n": s.n, "utility": s.utility, "mean_reward": s.reward_sum / s.n, "mean_cost": s.cost_sum / s.n} for lane, s in arms.items() if s.n}
-            for context, arms in self.stats_.items()
-        }
+        with self._lock:
+            return {
+                context: {lane: {"n": s.n, "utility": s.utility, "mean_reward": s.reward_sum / s.n, "mean_cost": s.cost_sum / s.n} for lane, s in arms.items() if s.n}
+                for context, arms in self.stats_.items()
+            }

@@ -19,7 +19,7 @@ from atlas.cli.continual import cl_app
 from atlas.cli.common import CliState, console, err_console, print_json, state
 from atlas.cli.llm import llm_app
 from atlas.cli.memory import memory_app
-from atlas.cli.run import bench_atlas_command, bench_local_agent_command, bench_standin_command, demo_command, run_command
+from atlas.cli.run import bench_atlas_command, bench_local_agent_command, bench_scale_command, bench_standin_command, demo_command, run_command
 from atlas.cli.ui import ui_app
 from atlas.errors import AtlasError, user_message
 from memory.errors import MemoryStoreError
@@ -43,6 +43,7 @@ bench_app.command("standin")(bench_standin_command)
 bench_app.command("local-agent")(bench_local_agent_command)
 cascade_app.command("serve")(serve_command)
 cascade_app.command("serve-bench")(serve_bench_command)
+bench_app.command("scale")(bench_scale_command)
 
 STATUS_STYLE = {"ok": "[green]ok[/]", "fail": "[red]FAIL[/]", "skip": "[yellow]skip[/]"}
 

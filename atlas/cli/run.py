@@ -32,7 +32,7 @@ DEMO_ARMS = ("student_only", "teacher_only", "atlas", "atlas_frozen_transfer", "
 LANE_CHOICES = ("adaptive", "auto", "paired", "coach", "escalate")
 
 
-def make_agents(kind: str, student_model: str, teacher_model: str, settings: AtlasSettings, meter: Any) -> tuple[Any, Any]:
+def make_agents(kind: str, student_model: str, teacher_model: str, settings: AtlasSettings, meter: Any, quiet: bool = False) -> tuple[Any, Any]:
     """Procedural agents (no LLM; they know the SOC world's tables) or LLM agents over model clients."""
     if kind == "procedural":
         from benchmarks.investigation.procedural import ProceduralStudent, ProceduralTeacher
@@ -49,12 +49,13 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
         student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, settings.agents)
         teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, settings.agents)
         for role, how in preflight_agents(student, teacher).items():  # before any memory is opened or written
-            err_console.print(f"{role}: {escape(str(how['model']))} ({how['mode']} mode, {how['decided_by']})", highlight=False)
+            if not quiet:
+                err_console.print(f"{role}: {escape(str(how['model']))} ({how['mode']} mode, {how['decided_by']})", highlight=False)
         return student, teacher
     raise AtlasError(f"unknown --agents {kind!r}; choose one of {', '.join(AGENT_KINDS)}")
 
 
-def open_memory(path: Path, settings: AtlasSettings, embedder: Any, create: bool = True):
+def open_memory(path: Path | str, settings: AtlasSettings, embedder: Any, create: bool = True):
     from memory.store import MemoryStore
 
     store = MemoryStore.open(str(path), embedder=embedder, index_dir=settings.home / "indexes", create=create)
@@ -105,7 +106,7 @@ def run_command(
     student: str = typer.Option("local", "--student", help="student model for --agents llm (local, openai:MODEL, scripted:...)"),
     teacher: str = typer.Option("local", "--teacher", help="teacher model for --agents llm"),
     episodes: int | None = typer.Option(None, "--episodes", min=1, help="at most this many questions"),
-    memory: Path | None = typer.Option(None, "--memory", help="memory store (default: $ATLAS_HOME/memory.sqlite)"),
+    memory: str | None = typer.Option(None, "--memory", help="memory store: a SQLite path or a PostgreSQL URL (default: $ATLAS_HOME/memory.sqlite)"),
     no_memory: bool = typer.Option(False, "--no-memory", help="run without any memory"),
     learn: bool = typer.Option(True, "--learn/--frozen", help="write what is learned into memory, or only read it"),
     lane: str = typer.Option("adaptive", "--lane", help="adaptive | auto | paired | coach | escalate"),
@@ -113,6 +114,8 @@ def run_command(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder: episodes.jsonl, results.json, plots, checkpoints"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out"),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help="episodes in flight at once (LLM calls overlap their waits)"),
+    ray: str | None = typer.Option(None, "--ray", help="run the --workers on Ray actors: auto (a running cluster, else a local Ray) or a cluster ADDRESS"),
 ) -> None:
     """Run agents on the investigation benchmark, learning into memory between tasks."""
     from atlas.llm.meter import Meter
@@ -137,7 +140,8 @@ def run_command(
     if not no_memory:
         target = memory or settings.home / "memory.sqlite"
         store = open_memory(target, settings, embedder, create=learn)
-    spec = RunSpec(out.name or "run", lane=lane, learn=learn and store is not None, memory=store, scope=(SCOPE_TAG,), seed=seed, resume=resume)
+    spec = RunSpec(out.name or "run", lane=lane, learn=learn and store is not None, memory=store, scope=(SCOPE_TAG,), seed=seed, resume=resume,
+                   workers=workers, ray=ray_workers(ray, workers, agents, student, teacher, settings, db_path, questions_path, store))
     spec.extra = {"world": str(world), "agents": agents, "student": student_agent.name, "teacher": teacher_agent.name, "questions": len(chosen)}
     started = time.perf_counter()
     try:
@@ -145,7 +149,7 @@ def run_command(
             task = bar.add_task("episodes", total=len(chosen), status="")
 
             def tick(record: dict) -> None:
-                bar.update(task, completed=record["index"] + 1, status=f"{record['lane']:<8} {'ok' if record['success'] else '--'}")
+                bar.update(task, advance=1, status=f"{record['lane']:<8} {'ok' if record['success'] else '--'}")
 
             results = run_episodes(inputs_for(chosen, database), student_agent, teacher_agent, settings.agents, spec, out, meter=meter, progress=tick, should_stop=stop)
     except RunStopped as stopped:
@@ -160,6 +164,19 @@ def run_command(
     plot_lane_mix(records, out / "lane_mix.png")
     _print_summary(results, time.perf_counter() - started, out)
     _fail_if_all_model_errors(results)
+
+
+def ray_workers(address: str | None, actors: int, agents: str, student: str, teacher: str, settings: AtlasSettings, db_path: Path,
+                questions_path: Path, store: Any):
+    """The Ray side of a run (None without --ray): each actor builds its own agents, memory and database."""
+    if address is None:
+        return None
+    from atlas.cli.workers import WorkerRecipe
+    from atlas.runner import RayWorkers
+
+    recipe = WorkerRecipe(agents=agents, student=student, teacher=teacher, settings=settings, world_db=str(db_path),
+                          questions=str(questions_path), memory=store.target if store is not None else None)
+    return RayWorkers(address=address, actors=actors, recipe=recipe)
 
 
 def _fail_if_all_model_errors(results: dict) -> None:
@@ -201,19 +218,20 @@ def bench_atlas_command(
     out: Path = typer.Option(..., "--out", "-o", help="folder for the arms, results.json, report.md and plots"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted bench in --out"),
     loto_questions: int | None = typer.Option(None, "--loto-questions", min=1, help="at most this many questions per held-out attack template"),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help="episodes in flight at once within each arm"),
 ) -> None:
     """The arms on the same questions (student_only, teacher_only, atlas_no_memory, atlas, transfer) and leave-one-template-out."""
     if agents == "llm" and episodes is None:
         episodes = LLM_BENCH_EPISODES
         err_console.print(f"--agents llm: {episodes} training questions per arm (give --episodes N for more)", highlight=False)
-    results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume, loto_questions=loto_questions)
+    results = run_bench(state(ctx), world, agents, student, teacher, episodes, holdout, memory, embedder, seed, out, resume, loto_questions=loto_questions, workers=workers)
     print_arms(results, out)
 
 
 def run_bench(cli: CliState, world: Path, agents: str, student: str, teacher: str, episodes: int | None, holdout: int | None,
               memory: Path | None, embedder: str | None, seed: int, out: Path, resume: bool,
               stop_hint: str = "run the same command with --resume to continue", arms: tuple[str, ...] | None = None,
-              loto_questions: int | None = None) -> dict:
+              loto_questions: int | None = None, workers: int = 1) -> dict:
     from atlas.llm.meter import Meter
     from benchmarks.investigation.arms import ARMS, run_arms
     from memory.embed import make_embedder
@@ -245,7 +263,7 @@ def run_bench(cli: CliState, world: Path, agents: str, student: str, teacher: st
             return run_arms(
                 world, out, student_agent, teacher_agent, settings.agents, open_memory=open_store,
                 seed=seed, episodes=episodes, holdout=holdout, meter=meter, resume=resume, progress=tick, memory_path=memory,
-                should_stop=stop, arms=arms or ARMS, loto_questions=loto_questions,
+                should_stop=stop, arms=arms or ARMS, loto_questions=loto_questions, workers=workers,
             )
     except (RunStopped, KeyboardInterrupt):
         raise _stopped(sum(counts.values()), stop_hint) from None
@@ -367,6 +385,55 @@ def bench_standin_command(
     for name, met in results["targets"].items():
         console.print(f"{'[green]met[/]' if met else '[yellow]n/a[/]' if met is None else '[red]not met[/]'}  {name}", highlight=False)
     console.print(f"wrote {escape(str(out))}/results.json, report.md")
+
+
+def bench_scale_command(
+    ctx: typer.Context,
+    world: Path | None = typer.Option(None, "--world", help="a generated world (default: the demo's small world, generated once)"),
+    episodes: int = typer.Option(64, "--episodes", min=1, help="questions per configuration"),
+    latency: float = typer.Option(0.3, "--latency", min=0.0, help="seconds the fake server waits per call"),
+    workers: str = typer.Option("1,4,16", "--workers", help="local worker counts to compare (the first is the baseline)"),
+    ray_actors: int = typer.Option(4, "--ray-actors", min=0, help="Ray actors for the Ray configuration (0: none)"),
+    answerer_items: int = typer.Option(64, "--answerer-items", min=0, help="items for the live answerer's throughput (0: skip)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for results.json, report.md and each configuration's run"),
+) -> None:
+    """Episodes at once (threads, Ray) and the live answerer's concurrency against a latency-bound endpoint."""
+    from benchmarks.scale_bench import run_scale_bench
+
+    settings = state(ctx).settings
+    try:
+        counts = [int(part) for part in workers.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{workers!r} is not a comma-separated list of numbers, e.g. 1,4,16", param_hint="--workers") from None
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter("give at least one worker count, each at least 1", param_hint="--workers")
+    if out.exists() and any(out.iterdir()):
+        raise AtlasError(f"{out} is not empty; choose another --out")
+    world = world or _small_world(settings.home, seed)
+    with _progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(name: str, record: dict) -> None:
+            tasks.setdefault(name, bar.add_task(name, total=episodes, status=""))
+            bar.update(tasks[name], advance=1, status=f"{record['lane']:<8} {'ok' if record['success'] else '--'}")
+
+        results = run_scale_bench(world, out, settings, episodes=episodes, latency_s=latency, workers=counts, ray_actors=ray_actors or None,
+                                  seed=seed, answerer_items=answerer_items, progress=tick)
+    table = Table(title=f"{results['episodes']} episodes at {latency * 1000:.0f} ms per call", box=None)
+    for column in ("configuration", "wall s", "startup s", "episodes/s", "speed-up", "success", "curve ok", "checks"):
+        table.add_column(column, no_wrap=True)
+    for name, c in results["configs"].items():
+        curve = c["learning_curve_vs_sequential"]
+        table.add_row(name, f"{c['seconds']}", f"{c['startup_s']}", f"{c['episodes_per_s']}", f"{c['speedup']}x", f"{c['success_rate']:.3f}",
+                      "-" if curve is None else ("yes" if curve["met"] else "no"), "ok" if all(c["checks"].values()) else "FAILED")
+    console.print(table)
+    if results["answerer"]:
+        a = results["answerer"]
+        console.print(f"live answerer: {a['1']['items_per_s']} items/s at concurrency 1, {a['16']['items_per_s']} at 16 ({a['speedup']}x)")
+    for name, met in results["targets"].items():
+        console.print(f"{'[green]met[/]' if met else '[yellow]n/a[/]' if met is None else '[red]not met[/]'}  {name}", highlight=False)
+    console.print(f"wrote {out}/results.json, report.md")
 
 
 def _small_world(home: Path, seed: int) -> Path:

@@ -118,6 +118,9 @@ class LLMClient:
         self.meter.record(
             CallRecord(self.model, "score", usage.prompt_tokens, 0, seconds, cost, cached=not todo)
         )
+        ledger = current_ledger()
+        if ledger is not None:
+            ledger.charge(self.model, usage.prompt_tokens, 0, cost)
         return LabelScores(label_tuple, [list(r) for r in rows if r is not None], usage, seconds, cost)
 
     def _finish(self, generation: Generation, start: float, cached: bool) -> Completion:
@@ -130,6 +133,9 @@ class LLMClient:
                 self.model, "chat", spent.prompt_tokens, spent.completion_tokens, seconds, cost, cached
             )
         )
+        ledger = current_ledger()
+        if ledger is not None:  # the episode's own share (the meter totals the whole run)
+            ledger.charge(self.model, spent.prompt_tokens, spent.completion_tokens, cost)
         return Completion(
             text=generation.text,
             model=self.model,

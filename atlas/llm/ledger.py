@@ -29,7 +29,22 @@ class CallLedger:
     limit: int | None = None
     calls: int = 0
     failures: list[str] = field(default_factory=list)
+    cost_usd: float = 0.0  # what this episode's calls cost (a shared meter cannot tell concurrent episodes apart)
+    prompt_tokens: dict[str, int] = field(default_factory=dict)  # per model
+    completion_tokens: dict[str, int] = field(default_factory=dict)
     _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
+
+    def charge(self, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
+        """Book a finished call's tokens and dollars to this episode."""
+        with self._lock:
+            self.cost_usd += cost_usd
+            self.prompt_tokens[model] = self.prompt_tokens.get(model, 0) + prompt_tokens
+            self.completion_tokens[model] = self.completion_tokens.get(model, 0) + completion_tokens
+
+    @property
+    def tokens(self) -> int:
+        with self._lock:
+            return sum(self.prompt_tokens.values()) + sum(self.completion_tokens.values())
 
     def admit(self, model: str) -> None:
         """Count one call, or refuse it when the cap is reached."""

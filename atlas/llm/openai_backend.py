@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from atlas.config import OpenAISettings
 from atlas.errors import LLMConfigError, LLMContextOverflow, LLMError, LLMRejected, LLMResponseError
@@ -71,7 +72,14 @@ class OpenAIBackend:
 
     def generate(self, messages: list[ChatMessage], params: GenerationParams) -> Generation:
         request = self._request(messages, params)
-        return self._with_retries(lambda timeout: self._parse(self._client.chat.completions.create(**request, timeout=timeout), messages))
+        return self._with_retries(lambda timeout: self._parse(self._post_chat(request, timeout), messages))
+
+    def _post_chat(self, request: dict[str, Any], timeout: float) -> ChatCompletion:
+        """POST the request as it is: it is plain JSON already, so this skips the client's walk over the typed
+        parameters (`chat.completions.create` transforms every message and tool; about a third of the CPU of a
+        call here), which bounds how many episodes one process keeps in flight."""
+        options: dict[str, Any] = {"timeout": timeout, "security": {"bearer_auth": True}}
+        return self._client.post("/chat/completions", body=request, cast_to=ChatCompletion, options=options)  # type: ignore[call-overload]
 
     def score_next_token(
         self, prompts: Sequence[list[ChatMessage]], labels: Sequence[str]

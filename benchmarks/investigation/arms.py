@@ -81,6 +81,7 @@ def run_arms(
     should_stop: Callable[[], bool] | None = None,
     arms: Sequence[str] = ARMS,
     loto_questions: int | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run the arms into out/<arm>/ and the folds into out/loto_<template>/; write out/results.json,
     report.md and the plots. `loto_questions` caps the questions per held-out template."""
@@ -109,7 +110,7 @@ def run_arms(
                 continue
             store = open_memory(memory_file) if memory_file else None
             try:
-                spec.memory, spec.scope = store, (SCOPE_TAG,)
+                spec.memory, spec.scope, spec.workers = store, (SCOPE_TAG,), workers
                 spec.extra = {"questions": len(inputs)}
                 callback = (lambda record, arm=name: progress(arm, record)) if progress else None
                 figures[name] = run_episodes(inputs, student, teacher, settings, spec, out / name, meter=meter, progress=callback, should_stop=should_stop)

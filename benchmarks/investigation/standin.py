@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,10 +138,15 @@ class StandInModel:
 
     def __init__(self, deep_markers: Sequence[str] = ("teacher", "deep")) -> None:
         self.deep_markers = tuple(deep_markers)
+        self._local = threading.local()  # the server answers requests in parallel threads
+
+    @property
+    def _depth(self) -> int:
+        return self._local.depth
 
     def __call__(self, request: dict[str, Any]) -> Reply:
         messages = request.get("messages", [])
-        self._depth = DEEP_LEVELS if any(m in str(request.get("model", "")) for m in self.deep_markers) else SHALLOW_LEVELS
+        self._local.depth = DEEP_LEVELS if any(m in str(request.get("model", "")) for m in self.deep_markers) else SHALLOW_LEVELS
         tools = {t["function"]["name"] for t in request.get("tools") or []}
         system = messages[0].get("content") or "" if messages and messages[0].get("role") == "system" else ""
         first_user = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")

@@ -1,0 +1,213 @@
+"""Episodes at once (issue 18): worker threads, records in question order, resume, lane statistics kept
+in the memory, checkpoints beside a PostgreSQL memory, and the live answerer's concurrent requests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from atlas.config import load_settings
+from atlas.errors import AtlasError
+from atlas.runner import EpisodeInput, RunSpec, RunStopped, read_records, run_episodes
+from benchmarks.investigation.arms import inputs_for
+from benchmarks.investigation.database import open_database
+from benchmarks.investigation.episodes import select_questions
+from benchmarks.investigation.generate import generate
+from benchmarks.investigation.procedural import SCOPE_TAG, ProceduralStudent, ProceduralTeacher
+from benchmarks.investigation.question_files import read_questions
+from memory.store import MemoryStore
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("scale") / "world"
+    generate(out, seed=5, size="small", incidents=6)
+    return out
+
+
+def store_at(target: str, tmp_path: Path) -> MemoryStore:
+    return MemoryStore.open(target, embedder="hash:128", index_dir=tmp_path / "indexes")
+
+
+def run(world: Path, out: Path, memory, workers: int, limit: int, resume: bool = False, should_stop=None, wrap=None, progress=None):
+    chosen = select_questions(read_questions(world / "questions.jsonl"), seed=0, limit=limit)
+    with open_database(str(world / "world.db")) as database:
+        inputs = inputs_for(chosen, database)
+        if wrap is not None:
+            inputs = [EpisodeInput(make=wrap(item), task_id=item.task_id, meta=item.meta) for item in inputs]
+        spec = RunSpec(out.name, memory=memory, scope=(SCOPE_TAG,), seed=0, resume=resume, workers=workers)
+        return run_episodes(inputs, ProceduralStudent(), ProceduralTeacher(), load_settings().agents, spec, out, should_stop=should_stop, progress=progress)
+
+
+def lines_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "episodes.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def assert_lessons_once(memory: MemoryStore) -> None:
+    # an episode may write several lessons (one skill per hop), but never the same one twice
+    created = [(p.provenance.episode_ids[0], p.text) for p in memory.list(limit=None, include_deleted=True) if p.provenance.source == "distill"]
+    assert len(created) == len(set(created))
+
+
+def test_workers_record_each_episode_once_in_question_order_and_resume(world: Path, tmp_path: Path) -> None:
+    memory = store_at(str(tmp_path / "memory.sqlite"), tmp_path)
+    seen: list[int] = []
+    with pytest.raises(RunStopped):
+        run(world, tmp_path / "run", memory, workers=4, limit=24, should_stop=lambda: len(seen) >= 6, progress=lambda r: seen.append(r["index"]))
+    partial = lines_of(tmp_path / "run")
+    assert [r["index"] for r in partial] == list(range(len(partial))) and len(partial) >= 6  # the episodes in flight were finished and saved
+    results = run(world, tmp_path / "run", memory, workers=4, limit=24, resume=True)
+    lines = lines_of(tmp_path / "run")
+    assert [r["index"] for r in lines] == list(range(24)) and len({r["episode"] for r in lines}) == 24
+    assert results["episodes"] == 24 and results["workers"] == {"kind": "threads", "size": 4, "retried": 0}
+    assert sum(len(r["pamphlets_written"]) for r in lines) > 0 and results["success_rate"] > 0.5
+    assert_lessons_once(memory)
+    memory.close()
+
+
+def test_lane_statistics_are_kept_in_the_memory_for_the_next_run(world: Path, tmp_path: Path) -> None:
+    memory = store_at(str(tmp_path / "memory.sqlite"), tmp_path)
+    first = run(world, tmp_path / "first", memory, workers=2, limit=10)
+    taught = sum(1 for r in read_records(tmp_path / "first" / "episodes.jsonl") if r["signal"] is not None and not r["model_error"])
+    key = f"lanes:{SCOPE_TAG}:{ProceduralStudent().name}:{ProceduralTeacher().name}"
+    assert sum(n for _, _, n, _, _ in memory.lane_totals(key)) == taught == sum(a["n"] for arms in first["bandit"].values() for a in arms.values())
+    second = run(world, tmp_path / "second", memory, workers=2, limit=6)
+    taught_again = sum(1 for r in read_records(tmp_path / "second" / "episodes.jsonl") if r["signal"] is not None and not r["model_error"])
+    counted = sum(a["n"] for arms in second["bandit"].values() for a in arms.values())
+    assert taught_again > 0 and counted == taught + taught_again  # the second run started from what the first learned
+    memory.close()
+
+
+def test_bad_worker_counts_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(AtlasError, match="--workers must be between 1 and 256"):
+        RunSpec("x", workers=0)
+    from typer.testing import CliRunner
+
+    from atlas.cli.main import app
+
+    result = CliRunner().invoke(app, ["run", "--world", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
+
+
+class Crash(Exception):
+    """Stands for a worker process dying in the middle of an episode."""
+
+
+def test_checkpoints_beside_a_postgres_memory_resume_from_another_folder(world: Path, tmp_path: Path, postgres_url: str) -> None:
+    """An episode cut off mid-way leaves its checkpoints in PostgreSQL; the run folder copied elsewhere
+    (another host: no local checkpoint file) resumes it from there, and every episode is recorded once."""
+    from sqlalchemy import create_engine
+
+    memory = store_at(postgres_url, tmp_path)
+    target = 5
+
+    def wrap(item):
+        def make():
+            episode = item.make()
+            if item.task_id != chosen[target].id:
+                return episode
+            real = episode.step
+            calls = {"n": 0}
+
+            def step(sql: str):
+                calls["n"] += 1
+                if calls["n"] > 3:
+                    raise Crash("the worker died")
+                return real(sql)
+
+            episode.step = step
+            return episode
+        return make
+
+    chosen = select_questions(read_questions(world / "questions.jsonl"), seed=0, limit=10)
+    with pytest.raises(Crash):
+        run(world, tmp_path / "host-a" / "run", memory, workers=1, limit=10, wrap=wrap)
+    engine = create_engine(postgres_url)
+    with engine.connect() as conn:
+        threads = conn.exec_driver_sql("SELECT count(DISTINCT thread_id) FROM checkpoints").scalar_one()
+    assert threads == 1 and not (tmp_path / "host-a" / "run" / "checkpoints.sqlite").exists()
+    shutil.copytree(tmp_path / "host-a" / "run", tmp_path / "host-b" / "run")
+    results = run(world, tmp_path / "host-b" / "run", memory, workers=3, limit=10, resume=True)
+    lines = lines_of(tmp_path / "host-b" / "run")
+    assert [r["index"] for r in lines] == list(range(10)) and results["episodes"] == 10
+    assert lines[target]["queries"]["teacher"] + lines[target]["queries"]["student"] > 0
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(DISTINCT thread_id) FROM checkpoints").scalar_one() == 0  # recorded: deleted
+    engine.dispose()
+    assert_lessons_once(memory)
+    memory.close()
+
+
+def test_an_unreachable_postgres_memory_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    from memory.errors import MemoryStoreError
+
+    started = time.monotonic()
+    with pytest.raises(MemoryStoreError, match="cannot open memory store"):
+        MemoryStore.open("postgresql+psycopg2://postgres@127.0.0.1:1/nothing", embedder="hash:64", index_dir=tmp_path)
+    assert time.monotonic() - started < 30
+
+
+def test_the_live_answerer_sends_requests_at_once_and_keeps_their_order(openai_settings, openai_server) -> None:
+    from atlas.llm import make_llm
+    from atlas.llm.answerers import LiveAnswerer
+    from atlas.llm.classify import SENTIMENT_PROMPT
+    from tests.openai_server import Reply
+
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def responder(request: dict) -> Reply:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return Reply(content="positive" if "loved" in request["messages"][-2]["content"] else "negative")
+
+    openai_server.responder = responder
+    texts = [f"I {'loved' if n % 3 else 'hated'} film number {n}" for n in range(12)]
+    ids = [str(n) for n in range(12)]
+    client = make_llm("openai:labeller", openai_settings, cache=False)
+    assert LiveAnswerer(client, SENTIMENT_PROMPT).concurrency == openai_settings.openai.concurrency == 16
+    one = LiveAnswerer(client, SENTIMENT_PROMPT, concurrency=1)(ids, texts)
+    assert state["most"] == 1
+    many = LiveAnswerer(client, SENTIMENT_PROMPT, concurrency=6)(ids, texts)
+    assert state["most"] > 1 and many.labels == one.labels == [1 if n % 3 else 0 for n in range(12)]
+    with pytest.raises(AtlasError, match="concurrency must be at least 1"):
+        LiveAnswerer(client, SENTIMENT_PROMPT, concurrency=0)
+
+
+def test_run_with_an_unreachable_memory_exits_2_with_the_reason(world: Path, tmp_path: Path) -> None:
+    from tests.test_cli import atlas_process
+
+    result = atlas_process("run", "--world", str(world), "--episodes", "2", "--workers", "2",
+                           "--memory", "postgresql+psycopg2://postgres@127.0.0.1:1/nothing", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "cannot open memory store" in result.stderr
+    assert not (tmp_path / "o" / "episodes.jsonl").exists()
+
+
+@pytest.mark.parametrize("workers", ["a,b", "0,4", ","])
+def test_bench_scale_refuses_bad_worker_lists(tmp_path: Path, workers: str) -> None:
+    from typer.testing import CliRunner
+
+    from atlas.cli.main import app
+
+    result = CliRunner().invoke(app, ["bench", "scale", "--workers", workers, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--workers" in result.output and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_bench_scale_end_to_end_on_a_few_episodes(world: Path, tmp_path: Path) -> None:
+    from benchmarks.scale_bench import run_scale_bench
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    results = run_scale_bench(world, tmp_path / "bench", settings, episodes=4, latency_s=0.02, workers=(1, 2), ray_actors=None, answerer_items=4)
+    assert set(results["configs"]) == {"threads_1", "threads_2"}
+    assert all(all(c["checks"].values()) for c in results["configs"].values())
+    assert results["configs"]["threads_2"]["learning_curve_vs_sequential"] is not None and results["answerer"]["items"] == 4
+    assert (tmp_path / "bench" / "report.md").is_file()
