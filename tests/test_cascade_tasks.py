@@ -24,7 +24,7 @@ from atlas.llm.recorded import AnnotationAnswerer, header, record
 from benchmarks.streams.items import StreamError, load_stream
 from benchmarks.streams.tasks import SENTIMENT, TEXT_SOURCES, TaskError, parse_words, resolve_task
 from policies.cascade.cascade import OnlineCascade
-from policies.cascade.deferral import BudgetPolicy, OCLPolicy, ThresholdPolicy, features
+from policies.cascade.deferral import BudgetPolicy, DisagreementModel, OCLPolicy, ThresholdPolicy
 from policies.cascade.hashed_text import HashedTextLevel
 from policies.cascade.llm_level import LLMAnswers, LLMLevel
 from policies.cascade.metrics import class_figures, summarize
@@ -190,9 +190,11 @@ def test_seven_class_budget_cascade_holds_its_cap_and_learns() -> None:
 
 
 def test_deferral_features_mean_the_same_for_any_k() -> None:
-    for k in (2, 3, 7):
+    model = DisagreementModel()
+    for k in (2, 3, 7):  # normalised entropy: 1 when uniform, 0 when certain; q starts as the chance of being wrong
         uniform, certain = np.full((1, k), 1 / k), np.eye(k)[:1]
-        assert np.allclose(features(uniform)[0, :3], [0.0, 0.0, 1.0]) and np.allclose(features(certain)[0, :3], [1.0, 1.0, 0.0])
+        assert np.isclose(DisagreementModel.inputs(uniform, 0)[0, 1], 1.0) and np.isclose(DisagreementModel.inputs(certain, 0)[0, 1], 0.0)
+        assert np.isclose(model.q(uniform, 0)[0], 1 - 1 / k, atol=1e-3) and model.q(certain, 0)[0] < 1e-3
     policy = OCLPolicy(1, [1.0, 100.0], warmup=0)
     assert policy.defer(0, np.full((4, 7), 1 / 7), 10).dtype == bool
     assert ThresholdPolicy(0.5).defer(0, np.eye(7)[:3], 0).tolist() == [False] * 3
