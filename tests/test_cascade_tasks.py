@@ -152,7 +152,7 @@ def test_cascade_run_cli_with_k_classes(tmp_path: Path, labels: tuple[str, ...])
         assert figures["labels"] == list(labels) and figures["llm_accuracy"] == 1.0 and figures["llm_macro_f1"] == 1.0
         assert set(figures["per_class"]) == set(labels) and sum(c["support"] for c in figures["per_class"].values()) == 600
         assert 0.0 < figures["macro_f1"] <= 1.0 and figures["llm_fraction"] < 1.0
-        assert figures["accuracy"] > 0.6, (policy, figures["accuracy"])  # the levels learned the K classes
+        assert figures["accuracy"] > min(0.6, 1.0 / len(labels) + 0.3), (policy, figures["accuracy"])  # the levels learned the K classes (chance: 1/K)
         assert (out / "classes.png").is_file()
 
 
