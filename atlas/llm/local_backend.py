@@ -169,7 +169,7 @@ class LocalBackend:
         if params.stop:
             options.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         if schema is not None:
-            options["logits_processor"] = self._decoder.processor(schema)
+            options["logits_processor"] = self._decoder.processor(schema, params.max_tokens)
         with torch.inference_mode():
             out = self._model.generate(**encoded, **options)
         new_ids = out.sequences[0, prompt_len:]

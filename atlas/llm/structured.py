@@ -14,7 +14,27 @@ from typing import Any
 
 from atlas.llm.types import ChatMessage, GenerationParams, ToolCall, ToolSpec
 
-MAX_STRING_CHARS = 400  # per string field of a schema-decoded reply
+MAX_STRING_CHARS = 400  # per string field of a schema-decoded reply, at most
+
+
+def string_fields(schema: Any) -> int:
+    """How many string fields a schema has (every branch of anyOf counted: a bound for one reply)."""
+    if isinstance(schema, list):
+        return max((string_fields(x) for x in schema), default=0)
+    if not isinstance(schema, dict):
+        return 0
+    if "anyOf" in schema or "oneOf" in schema:
+        return string_fields(schema.get("anyOf") or schema.get("oneOf"))
+    own = 1 if schema.get("type") == "string" and "enum" not in schema and "const" not in schema else 0
+    return own + sum(string_fields(v) for v in (schema.get("properties") or {}).values()) + string_fields(schema.get("items"))
+
+
+def chars_for(schema: dict[str, Any], max_tokens: int) -> int:
+    """A per-string length that keeps a whole reply inside `max_tokens`, whatever the text: one token per
+    character is the worst case (digits and punctuation), after ~40 tokens of JSON structure, shared by
+    the schema's string fields."""
+    budget = max(16, max_tokens - 40)
+    return max(8, min(MAX_STRING_CHARS, budget // max(1, string_fields(schema))))
 
 
 def bounded(schema: dict[str, Any], max_chars: int = MAX_STRING_CHARS) -> dict[str, Any]:
@@ -81,10 +101,11 @@ class SchemaDecoder:
         self._wrapped: Any = None
         self._processors: dict[str, Any] = {}
 
-    def processor(self, schema: dict[str, Any]) -> Any:
+    def processor(self, schema: dict[str, Any], max_tokens: int | None = None) -> Any:
         from transformers import LogitsProcessorList
 
-        key = json.dumps(bounded(schema), sort_keys=True)
+        limit = chars_for(schema, max_tokens) if max_tokens else MAX_STRING_CHARS
+        key = json.dumps(bounded(schema, limit), sort_keys=True)
         if key not in self._processors:
             import outlines
             from outlines.backends import get_json_schema_logits_processor
