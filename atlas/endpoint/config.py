@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
 import string
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from atlas.ui.guard import is_loopback  # the web page's rule: only a loopback address may go without a token
+
 LevelsSpec = Literal["hashed", "hashed,minilm"]
 PolicyName = Literal["threshold", "ocl"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class EndpointConfig(BaseModel):
