@@ -103,6 +103,8 @@ class FakeOpenAIServer:
         self.prompt_tokens: list[int] = []  # per answered chat request, as metered
         self.calls: list[tuple[str, int, int]] = []  # (model, prompt tokens, completion tokens) per answered request
         self.top_logprobs: dict[str, float] | None = None  # served for logprobs requests
+        self.in_flight = 0  # requests inside their latency wait now, and the most at once so far
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
@@ -242,7 +244,12 @@ class FakeOpenAIServer:
                 with server._lock:
                     server.requests.append(request)
                 if server.latency_s:
+                    with server._lock:
+                        server.in_flight += 1
+                        server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
                     time.sleep(server.latency_s)
+                    with server._lock:
+                        server.in_flight -= 1
                 if not self._authorised():
                     return
                 fault = server._next_fault()

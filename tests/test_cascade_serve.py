@@ -413,12 +413,11 @@ def test_concurrent_requests_share_the_upstream_and_never_overspend_the_budget(s
             calls = [client.chat.completions.with_raw_response.create(model="cascade", messages=[{"role": "user", "content": t}]) for t in texts]
             return await asyncio.gather(*calls)
 
-    started = time.monotonic()
     answers = asyncio.run(main())
-    elapsed = time.monotonic() - started
     kinds = [raw.headers["x-cascade-upstream"] for raw in answers]
     assert kinds.count("answered") == 5 and kinds.count("over-budget") == 15 and len(upstream.calls) == 5
-    assert elapsed < 5 * 0.3, elapsed  # the five upstream calls were in flight together
+    # the upstream calls overlapped (counted by the server itself, so a loaded machine cannot fake or hide it)
+    assert upstream.peak_in_flight >= 2, upstream.peak_in_flight
 
 
 @pytest.mark.slow

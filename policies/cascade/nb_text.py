@@ -52,15 +52,18 @@ class NBTextLevel:
         self.fitted_at_ = 0
         self.heads_: list[tuple[np.ndarray, SGDClassifier | None]] = []  # (ratios, model) per head
         self.scale_ = 1.0
-        self._last: tuple[tuple[str, ...], sp.csr_matrix] | None = None
+        self._last: tuple[dict[str, int], sp.csr_matrix] | None = None
 
     # --- features ---------------------------------------------------------------------------------
     def _binary(self, texts: Sequence[str]) -> sp.csr_matrix:
-        key = tuple(texts)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        """Binary n-gram rows; the batch just answered is learned next (all of it or the LLM-labelled
+        part), so its rows are kept and reused instead of vectorising the same texts twice."""
+        if self._last is not None:
+            rows = self._last[0]
+            if all(text in rows for text in texts):
+                return self._last[1][[rows[text] for text in texts]]
         matrix = self.vectorizer.transform(texts).tocsr()
-        self._last = (key, matrix)  # the batch just answered is usually learned next: vectorise it once
+        self._last = ({text: row for row, text in enumerate(texts)}, matrix)
         return matrix
 
     def _head_targets(self) -> list[int]:
