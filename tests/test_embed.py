@@ -53,3 +53,48 @@ def test_onnx_export_that_cannot_be_written_falls_back_to_torch(tmp_path, caplog
     embedder = SentenceTransformerEmbedder(minilm_path(), cache_dir=blocker / "onnx")
     assert embedder.query_backend == "torch" and "stays on PyTorch" in caplog.text
     assert embedder.encode(["still works"]).shape == (1, 384)
+
+
+def test_a_checked_onnx_export_answers_queries_without_loading_pytorch(tmp_path):
+    """A process that only embeds queries (a Ray actor, a worker) starts on onnxruntime alone."""
+    import subprocess
+    import sys
+
+    from memory.embed import SentenceTransformerEmbedder, minilm_path
+
+    first = SentenceTransformerEmbedder(minilm_path(), cache_dir=tmp_path)  # exports and checks once
+    assert first._fast.path.with_name(first._fast.path.name + ".checked").is_file()
+    expected = first._model.encode(["a query"], normalize_embeddings=True, convert_to_numpy=True)
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from memory.embed import SentenceTransformerEmbedder, minilm_path\n"
+        f"e = SentenceTransformerEmbedder(minilm_path(), cache_dir=Path({str(tmp_path)!r}))\n"
+        "v = e.encode(['a query'])\n"
+        "print(e.dim, 'torch' in sys.modules, e.query_backend)\n"
+        "np.save(sys.argv[1], v)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "v.npy")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["384", "False", "onnxruntime"], out.stdout + out.stderr
+    assert np.abs(np.load(tmp_path / "v.npy") - expected).max() <= 1e-5
+
+
+def test_an_unchecked_onnx_export_is_checked_against_pytorch_before_use(tmp_path):
+    from memory.embed import SentenceTransformerEmbedder, minilm_path
+
+    first = SentenceTransformerEmbedder(minilm_path(), cache_dir=tmp_path)
+    marker = first._fast.path.with_name(first._fast.path.name + ".checked")
+    marker.unlink()
+    again = SentenceTransformerEmbedder(minilm_path(), cache_dir=tmp_path)
+    assert marker.is_file() and again._loaded is not None  # PyTorch was loaded for the check
+
+
+def test_bulk_encoding_loads_pytorch_and_agrees_with_the_declared_dimension(tmp_path):
+    from memory.embed import SentenceTransformerEmbedder, declared_shape, minilm_path
+
+    assert declared_shape(minilm_path()) == (384, 256)
+    assert declared_shape(tmp_path) is None  # no sentence-transformers files: the model is asked instead
+    embedder = SentenceTransformerEmbedder(minilm_path(), cache_dir=tmp_path)
+    vectors = embedder.encode([f"text number {i}" for i in range(70)])  # more than the query path takes
+    assert vectors.shape == (70, 384) and embedder._loaded is not None
