@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -80,17 +80,23 @@ class HitReader:
         return {row[0]: self._pamphlet(row) for row in self._run(sql, ids)}
 
     def _pamphlet(self, row: tuple) -> Pamphlet:
-        data = dict(zip(COLUMNS, row))
-        for name in ("plan", "tags", "provenance"):
-            if isinstance(data[name], (str, bytes)):
-                data[name] = orjson.loads(data[name])
-        for name in ("created_at", "updated_at"):
-            value = data[name]
-            data[name] = utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
-        data["deleted"] = bool(data["deleted"])
-        data["tags"] = data["tags"] or []
-        data["provenance"] = trusted(Provenance, {**PROVENANCE_DEFAULTS, **data["provenance"]})
-        return trusted(Pamphlet, data)
+        """One row as a Pamphlet: JSON columns parsed (text on SQLite, already decoded on PostgreSQL),
+        timestamps made UTC, no re-validation. A search's whole overhead over FAISS is mostly this."""
+        (pamphlet_id, text, plan, audience, tags, cue, provenance, embedding_model, embedding_dim,
+         content_hash, created_at, updated_at, deleted, version) = row
+        if isinstance(plan, (str, bytes)):
+            plan = _loads(plan)
+        if isinstance(tags, (str, bytes)):
+            tags = _loads(tags)
+        if isinstance(provenance, (str, bytes)):
+            provenance = _loads(provenance)
+        return trusted(Pamphlet, {
+            "text": text, "plan": plan, "audience": audience, "tags": tags or [], "cue": cue,
+            "provenance": trusted(Provenance, {**PROVENANCE_DEFAULTS, **provenance}),
+            "id": pamphlet_id, "version": version, "embedding_model": embedding_model, "embedding_dim": embedding_dim,
+            "content_hash": content_hash, "created_at": _utc_time(created_at), "updated_at": _utc_time(updated_at),
+            "deleted": bool(deleted),
+        })
 
     def summaries(self, include_deleted: bool = False, limit: int | None = None, offset: int = 0) -> list[PamphletSummary]:
         """Pamphlets by id as :class:`PamphletSummary` rows: one statement, no JSON beyond the
@@ -130,6 +136,14 @@ class HitReader:
 
 
 PROVENANCE_DEFAULTS = Provenance().model_dump()
+_loads = orjson.loads
+
+
+def _utc_time(value: Any) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite gives ISO text, PostgreSQL a datetime)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def trusted(model: type[M], data: dict[str, Any]) -> M:
