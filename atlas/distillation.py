@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from atlas.agents.base import Episode, Lesson
@@ -117,6 +118,6 @@ def prune(store: MemoryStore, ids: list[int], settings: AgentSettings, author: s
     for pamphlet_id, track in store.track_records(ids).items():
         if track.uses >= settings.prune_after_uses and (track.mean_reward or 0.0) < settings.prune_below:
             change = f"pruned: mean reward {track.mean_reward:.2f} over {track.uses} uses"
-            _retrying(lambda pamphlet_id=pamphlet_id, change=change: store.delete(pamphlet_id, changed_by=author, change=change))
+            _retrying(partial(store.delete, pamphlet_id, changed_by=author, change=change))
             removed.append(pamphlet_id)
     return removed

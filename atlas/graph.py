@@ -15,6 +15,7 @@ from __future__ import annotations
 import operator
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
@@ -155,7 +156,8 @@ def node_student(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
     tool = Tool(ctx.episode, "student", ctx.settings.student_steps)
     candidates = plans[index:] if index < len(plans) else []
     attempt, used, failed = None, None, []
-    for offset, candidate in enumerate(candidates or [None]):
+    options: Sequence[dict[str, Any] | None] = candidates if candidates else [None]  # no plan left: one try without a plan
+    for offset, candidate in enumerate(options):
         plan = candidate["plan"] if candidate else None
         attempt = ctx.student.attempt(ctx.task, tool, plan, state.get("guidance", []), state.get("notes", []))
         # a composed plan's route names the skills it followed: they, not the whole plan, earn its track record
@@ -174,6 +176,7 @@ def node_student(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str,
             break
     else:
         index += len(candidates)
+    assert attempt is not None  # `options` is never empty: the loop ran at least once
     return {
         "answer": attempt.answer,
         "route": attempt.route,
@@ -264,10 +267,11 @@ def node_lesson(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
     """The teacher distils the episode into a lesson (nothing is written yet: the lesson is checkpointed
     first, so a crash while storing it never asks the teacher again for a different one)."""
     ctx = runtime.context
-    if not _learns(state, ctx) or state.get("signal") is None:
+    signal = state.get("signal")
+    if not _learns(state, ctx) or signal is None:
         return {"lessons": [], "model_error": _model_error(state, ctx)}
     try:
-        distilled = ctx.teacher.distil(ctx.task, _attempt(state), state["signal"])
+        distilled = ctx.teacher.distil(ctx.task, _attempt(state), signal)
     except LLMConfigError:
         raise
     except LLMError:
@@ -284,24 +288,26 @@ def node_distil(state: EpisodeState, runtime: Runtime[RunContext]) -> dict[str, 
     (after a crash inside it) writes nothing twice."""
     ctx = runtime.context
     nothing: dict[str, Any] = {"written": [], "merged": [], "rejected": [], "pruned": []}
-    if not _learns(state, ctx):
+    memory = ctx.memory
+    if memory is None or not _learns(state, ctx):  # (_learns also requires a memory)
         return {**nothing, "model_error": _model_error(state, ctx)}
     lessons = [Lesson(found["text"], found["cue"], found.get("plan"), tuple(found.get("tags", ()))) for found in state.get("lessons") or []]
     written, merged, rejected = [], [], []
     author = ctx.teacher.name
     for pamphlet, reward in state.get("tried", []):
-        ctx.memory.record_use(pamphlet, state["episode_id"], reward)
-    if state.get("signal") is None:  # nothing was judged: nothing to learn from this episode
-        pruned = prune(ctx.memory, [p for p, _ in state.get("tried", [])], ctx.settings, author)
+        memory.record_use(pamphlet, state["episode_id"], reward)
+    signal = state.get("signal")
+    if signal is None:  # nothing was judged: nothing to learn from this episode
+        pruned = prune(memory, [p for p, _ in state.get("tried", [])], ctx.settings, author)
         return {"written": [], "merged": [], "rejected": [], "pruned": pruned}
     for lesson in lessons:
-        outcome = store_lesson(ctx.memory, lesson, ctx.episode, ctx.settings, state["episode_id"], author, ctx.scope)
+        outcome = store_lesson(memory, lesson, ctx.episode, ctx.settings, state["episode_id"], author, ctx.scope)
         written += [outcome.written] if outcome.written else []
         merged += [outcome.merged_into] if outcome.merged_into else []
         rejected += [outcome.rejected] if outcome.rejected else []
     for pamphlet_id in state.get("used", []):
-        ctx.memory.record_use(pamphlet_id, state["episode_id"], state["signal"])
-    pruned = prune(ctx.memory, list(dict.fromkeys([*state.get("used", []), *(p for p, _ in state.get("tried", []))])), ctx.settings, author)
+        memory.record_use(pamphlet_id, state["episode_id"], signal)
+    pruned = prune(memory, list(dict.fromkeys([*state.get("used", []), *(p for p, _ in state.get("tried", []))])), ctx.settings, author)
     return {"written": written, "merged": merged, "rejected": rejected, "pruned": pruned}
 
 

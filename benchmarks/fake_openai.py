@@ -113,6 +113,7 @@ class FakeOpenAIServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: the address is (str, int), never bytes
         return f"http://{host}:{port}/v1"
 
     def start(self) -> FakeOpenAIServer:
@@ -160,7 +161,7 @@ class FakeOpenAIServer:
         cap = request.get("max_tokens") or request.get("max_completion_tokens")
         text = reply.content
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-        calls = [{"id": f"call_{len(self.requests)}_{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}} for n, (name, args) in enumerate(reply.tool_calls)]
+        calls: list[dict[str, Any]] = [{"id": f"call_{len(self.requests)}_{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}} for n, (name, args) in enumerate(reply.tool_calls)]
         if cap and self.count_tokens(text) > cap:
             text, finish = " ".join(text.split()[:cap]), "length"
         message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
@@ -169,7 +170,7 @@ class FakeOpenAIServer:
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         if request.get("logprobs"):
             top = self.top_logprobs or {text.split()[0] if text.split() else "": -0.1}
-            first = max(top, key=top.get)
+            first = max(top, key=top.__getitem__)
             choice["logprobs"] = {
                 "content": [
                     {

@@ -30,11 +30,18 @@ class TaskView:
 
 
 class ToolResult(Protocol):
-    observation: str
-    status: str
-    rows: int
-    columns: tuple[str, ...]
-    shown: tuple[tuple[Any, ...], ...]
+    """What one step showed; read-only, so a frozen dataclass with a narrower `status` (a Literal) fits."""
+
+    @property
+    def observation(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def columns(self) -> tuple[str, ...]: ...
+    @property
+    def shown(self) -> tuple[tuple[Any, ...], ...]: ...
 
 
 @dataclass(frozen=True)

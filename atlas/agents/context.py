@@ -51,7 +51,7 @@ def compact_observation(text: str, rows_kept: int = ROWS_KEPT) -> str:
     lines = text.splitlines()
     if len(lines) <= 2 + rows_kept:
         return text
-    notes = []
+    notes: list[str] = []
     while lines and len(lines) > 2 and lines[-1].startswith(("(", "[")):
         notes.insert(0, lines.pop())
     body = lines[2:]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from atlas.agents.base import Attempt, Lesson, Review, TaskView, Tool, Validation
@@ -143,7 +144,7 @@ class Investigator:
                     return Attempt(None, route=route, reason="no answer within the query budget")
                 left = f"[{tool.left} queries left]" if tool.left else "[no queries left: submit your answer now]"
                 observation = f"{result.observation}\n{left}"
-                conversation.add(Turn(action.message, observation, lambda text, a=action: a.reply(text, nonce), label=sql, short_action=action.short))
+                conversation.add(Turn(action.message, observation, partial(action.reply, nonce=nonce), label=sql, short_action=action.short))
                 route["queries"].append(sql)
                 trace.append({"sql": sql, "status": result.status, "rows": result.rows, "observation": compact_observation(result.observation)})
         except GaveUp as gave_up:
@@ -274,7 +275,7 @@ class LLMTeacher(_LLMAgent):
                 if result is None:
                     return Validation(False, rationale="the review ran out of queries without a verdict")
                 left = f"[{tool.left} queries left]" if tool.left else "[no queries left: give your verdict now]"
-                conversation.add(Turn(action.message, f"{result.observation}\n{left}", lambda text, a=action: a.reply(text, nonce), label=action.args.sql, short_action=action.short))  # type: ignore[attr-defined]
+                conversation.add(Turn(action.message, f"{result.observation}\n{left}", partial(action.reply, nonce=nonce), label=action.args.sql, short_action=action.short))  # type: ignore[attr-defined]
         except (GaveUp, CallCapReached) as stopped:
             return Validation(False, rationale=f"no verdict: {stopped}")
         except LLMConfigError:

@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from atlas.cli.common import console, err_console, print_json, state, write_json
+
+if TYPE_CHECKING:
+    from atlas.llm.client import LLMClient
+    from benchmarks.investigation.judge import AnswerJudge
 
 bench_app = typer.Typer(help="Benchmarks: the synthetic security-operations investigation benchmark.", no_args_is_help=True)
 soc_app = typer.Typer(help="Synthetic SOC world: log database, investigation questions, grader, SQL sandbox.", no_args_is_help=True)
@@ -160,14 +165,14 @@ def grade(
                       f"{j['calls']} calls, {j['tokens']:,} tokens, ${j['cost_usd']:.4f}", highlight=False)
 
 
-def _make_judge(ctx: typer.Context, spec: str):  # type: ignore[no-untyped-def]
+def _make_judge(ctx: typer.Context, spec: str) -> AnswerJudge:
     from atlas.llm import make_llm
     from benchmarks.investigation.judge import AnswerJudge
 
     return AnswerJudge(make_llm(spec, state(ctx).settings))
 
 
-def _judge_summary(graded: list[dict], llm) -> dict:  # type: ignore[no-untyped-def]
+def _judge_summary(graded: list[dict[str, Any]], llm: LLMClient) -> dict[str, Any]:
     """How often the judge and the normalised match agree, and what the judge cost (from its meter)."""
     verdicts = [(r["judge"]["verdict"], r["normalised_match"]) for r in graded if r.get("judge")]
     judged = [(v, m) for v, m in verdicts if v is not None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -87,7 +88,7 @@ def bench(
         scoring = bench_label_scoring(
             ZeroShotClassifier(client, SENTIMENT_PROMPT), items, progress=lambda k: progress.advance(task, k)
         )
-    results = {
+    results: dict[str, Any] = {
         "model": client.model,
         "load_s": load_s,
         **generation,

@@ -360,7 +360,7 @@ def reindex(
                 count = memory.reindex(embedder, progress=lambda n: progress.advance(task, n))
             console.print(f"re-embedded {count} pamphlet(s) with {memory.embedder.name}")
         if index or not embedder:
-            count = memory.rebuild_index(index)  # type: ignore[arg-type]
+            count = memory.rebuild_index(index)
             console.print(f"rebuilt the {memory.stats()['index']['kind']} index of {count} pamphlet(s)")
 
 

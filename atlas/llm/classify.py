@@ -145,9 +145,8 @@ class ZeroShotClassifier:
         if mode == "none":
             return raw
         if mode == "content_free":
-            if self.content_free_ is None:
-                self.fit_calibration()
-            return _divide_out(raw, self.content_free_)
+            content_free = self.content_free_ if self.content_free_ is not None else self.fit_calibration()
+            return _divide_out(raw, content_free)
         start = self.label_sum_ if self.label_sum_ is not None else np.zeros(raw.shape[1])
         running_sums = start + np.cumsum(raw, axis=0)
         counts = self.n_seen_ + np.arange(1, len(raw) + 1)[:, None]

@@ -100,8 +100,9 @@ class LLMClient:
         if self.cache is not None:
             for i, msgs in enumerate(all_msgs):
                 payload = {"messages": [m.model_dump() for m in msgs], "labels": list(label_tuple)}
-                keys[i] = cache_key(self.model, "score", payload)
-                hit = self.cache.get(keys[i])
+                key = cache_key(self.model, "score", payload)
+                keys[i] = key
+                hit = self.cache.get(key)
                 if hit is not None:
                     rows[i] = hit["logprobs"]
         todo = [i for i, row in enumerate(rows) if row is None]
@@ -111,8 +112,9 @@ class LLMClient:
             scored, usage = self.backend.score_next_token([all_msgs[i] for i in todo], label_tuple)  # type: ignore[attr-defined]
             for i, row in zip(todo, scored, strict=True):
                 rows[i] = row
-                if self.cache is not None and keys[i] is not None:
-                    self.cache.put(keys[i], self.model, "score", {"logprobs": row})
+                todo_key = keys[i]
+                if self.cache is not None and todo_key is not None:
+                    self.cache.put(todo_key, self.model, "score", {"logprobs": row})
         seconds = time.perf_counter() - start
         cost = self.prices.dollars(self.model, self.backend.is_local, usage)
         self.meter.record(

@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from atlas.config import LocalModelSettings
 from atlas.errors import LLMConfigError, LLMContextOverflow, LLMError
@@ -60,7 +61,9 @@ def dequantized_smollm2(models_dir: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain float32 now; drop the GGUF quantizer so the model can be saved.
-    model.hf_quantizer = None
+    # from_pretrained sets hf_quantizer, but PreTrainedModel does not declare it: mypy then applies
+    # nn.Module.__setattr__, which takes only a Tensor or a Module.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_dir))
@@ -142,6 +145,7 @@ class LocalBackend:
         text = self.tokenizer.apply_chat_template(
             [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True, tokenize=False
         )
+        assert isinstance(text, str)  # tokenize=False gives the text (the return type covers every mode)
         return text + prefill
 
     def count_tokens(self, text: str) -> int:
@@ -173,7 +177,7 @@ class LocalBackend:
         with torch.inference_mode():
             out = self._model.generate(**encoded, **options)
         new_ids = out.sequences[0, prompt_len:]
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        text = self._decode(new_ids, skip_special_tokens=True)
         for stop in params.stop:
             text = text.split(stop)[0]
         finish = "length" if len(new_ids) >= params.max_tokens and new_ids[-1] != self.tokenizer.eos_token_id else "stop"
@@ -278,10 +282,15 @@ class LocalBackend:
             top: dict[str, float] = {}
             if top_k:
                 values, indices = torch.topk(logprobs, top_k)
-                top = {self.tokenizer.decode([i]): float(v) for v, i in zip(values.tolist(), indices.tolist())}
+                top = {self._decode([i]): float(v) for v, i in zip(values.tolist(), indices.tolist())}
             value = float(logprobs[token_id])
-            result.append(TokenLogprob(self.tokenizer.decode([token_id]), value if math.isfinite(value) else -1e9, top))
+            result.append(TokenLogprob(self._decode([token_id]), value if math.isfinite(value) else -1e9, top))
         return result
+
+    def _decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        assert isinstance(text, str)  # one sequence decodes to one string (the return type covers a batch too)
+        return text
 
     def _check_length(self, n_tokens: int) -> None:
         if n_tokens > self.settings.max_input_tokens:

@@ -41,7 +41,7 @@ def bounded(schema: dict[str, Any], max_chars: int = MAX_STRING_CHARS) -> dict[s
     """The schema with a maxLength on every string, recursively (keeps decoding inside the token cap)."""
     if not isinstance(schema, dict):
         return schema
-    out = {k: bounded(v, max_chars) if isinstance(v, dict) else [bounded(x, max_chars) for x in v] if isinstance(v, list) else v for k, v in schema.items()}
+    out: dict[str, Any] = {k: bounded(v, max_chars) if isinstance(v, dict) else [bounded(x, max_chars) for x in v] if isinstance(v, list) else v for k, v in schema.items()}
     if out.get("type") == "string" and "enum" not in out and "const" not in out:
         out.setdefault("maxLength", max_chars)
     if isinstance(out.get("properties"), dict):

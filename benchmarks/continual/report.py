@@ -20,7 +20,7 @@ FWT_UNDEFINED = {"class-il": "not defined in class-IL: classes of a task not yet
 
 
 def _per_seed(run: LearnerRun, protocol: str) -> dict[str, Any]:
-    metrics = run.metrics()
+    metrics: dict[str, float | None] = {**run.metrics()}
     if protocol in FWT_UNDEFINED:
         metrics["fwt"] = None
     return {"seed": run.seed, **metrics, "time_s": run.time_s, "memory_bytes": run.memory_bytes,

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from atlas.config import AgentSettings
 from atlas.llm.meter import Meter
 from atlas.runner import EpisodeInput, RunSpec, read_records, run_episodes
 from atlas.run_summary import thirds
-from benchmarks.investigation.database import open_database
+from benchmarks.investigation.database import ReadOnlyDatabase, open_database
 from benchmarks.investigation.episodes import SocEpisode, select_questions, world_paths
 from benchmarks.investigation.generalisation import fold_questions, fold_tag, pair_accounting, success_by_difficulty, tag_folds
 from benchmarks.investigation.models import Question
@@ -57,9 +58,9 @@ def plan_questions(questions: list[Question], seed: int, episodes: int | None, h
     return BenchPlan(training, select_questions(questions, incidents=[held], seed=seed), held)
 
 
-def inputs_for(questions: list[Question], database) -> list[EpisodeInput]:
+def inputs_for(questions: list[Question], database: ReadOnlyDatabase) -> list[EpisodeInput]:
     return [
-        EpisodeInput(make=(lambda q=q: SocEpisode(q, database)), task_id=q.id, meta={"difficulty": q.difficulty, "incident": q.incident, "split": q.split})
+        EpisodeInput(make=partial(SocEpisode, q, database), task_id=q.id, meta={"difficulty": q.difficulty, "incident": q.incident, "split": q.split})
         for q in questions
     ]
 
@@ -137,7 +138,7 @@ def run_arms(
     }
     results["targets"] = targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    training_arms = {name: records[name] for name in ("student_only", "teacher_only", "atlas_no_memory", "atlas") if name in records}
+    training_arms: dict[str, list[dict[str, Any]]] = {name: records[name] for name in ("student_only", "teacher_only", "atlas_no_memory", "atlas") if name in records}
     plot_arms(training_arms, out / "success_cost.png")
     plot_arms({name: records[name] for name in ("atlas_frozen_transfer", "student_only_transfer")}, out / "transfer.png", window=15)
     plot_lane_mix(records["atlas"], out / "lane_mix.png", title="atlas: lane mix over time")

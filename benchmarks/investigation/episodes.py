@@ -62,7 +62,7 @@ class SocEpisode:
             except (DatabaseError, QueryFailed, QueryRefused, QueryTimeout, ValueError, TypeError) as error:
                 # a database without this world's incident tables (an ExCyTIn copy): the question's own values still apply
                 log.warning("lesson gate: cannot read the entity values of incident %r (%s); checking the question's values only", self._question.incident, error)
-                rows = []
+                rows = ()
             self._values = sorted({str(v) for row in rows for v in row if v is not None and str(v).strip()})
         return self._values
 

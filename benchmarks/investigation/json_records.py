@@ -66,7 +66,7 @@ def _surrogate(value: Any) -> str | None:
         items = value
     else:
         return None
-    return next((found for item in items if (found := _surrogate(item)) is not None), None)
+    return next((hit for item in items if (hit := _surrogate(item)) is not None), None)
 
 
 def _record(line: int, value: Any, duplicates: list[str]) -> RawRecord:
@@ -173,13 +173,13 @@ def read_records(path: Path, form: str | None = None) -> tuple[str, list[RawReco
     records = None
     if form != "lines" and body.lstrip(_SPACE.encode()).startswith(b"["):
         try:
-            form, records = "list", list(_list_records(path, _text(path, raw)))
+            kind, records = "list", list(_list_records(path, _text(path, raw)))
         except _NotOneList:
             if form == "list":
                 raise QuestionFileError(f"{path}: unexpected text after the list's closing ']'") from None
     if records is None:
         _text_encoding_check(path, raw)
-        form, records = "lines", list(_line_records(path, body))
+        kind, records = "lines", list(_line_records(path, body))
         if len(records) > 1 and all(r.problem for r in records) and body.lstrip(_SPACE.encode()).startswith(b"{"):
             try:
                 whole = json.loads(body.decode("utf-8", errors="replace"))
@@ -190,4 +190,4 @@ def read_records(path: Path, form: str | None = None) -> tuple[str, list[RawReco
                                         "write a JSON list [ {...}, {...} ] or one record per line (JSONL)")  # fmt: skip
     if not records:
         raise QuestionFileError(f"{path}: the file holds no records (it is empty or an empty list); expected questions")
-    return form, records
+    return kind, records

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def run_local_agent_bench(world: Path, out: Path, settings: AtlasSettings, episo
             with open_database(str(db_path)) as database:
                 spec = RunSpec(arm, lane="auto", learn=False, memory=store, scope=(SCOPE_TAG,), seed=seed)
                 run = run_episodes(inputs_for(questions, database), student, teacher, settings.agents, spec, out / arm, meter=meter,
-                                   progress=(lambda r, a=arm: progress(a, r)) if progress else None)
+                                   progress=partial(progress, arm) if progress else None)
         finally:
             if store is not None:
                 store.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,12 @@ AnswerType = Literal[
     "text",
 ]
 ANSWER_TYPES: tuple[str, ...] = AnswerType.__args__  # type: ignore[attr-defined]
+
+
+def is_answer_type(name: str) -> TypeGuard[AnswerType]:
+    """True when `name` is one of the answer types a question may have."""
+    return name in ANSWER_TYPES
+
 Split = Literal["train", "test"]
 
 

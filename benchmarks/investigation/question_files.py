@@ -90,7 +90,8 @@ def write_questions(questions: Iterable[Question], path: Path) -> None:
 
 
 def atlas_questions(path: Path, records: list[RawRecord]) -> QuestionSet:
-    result, seen = QuestionSet(path, "atlas-jsonl"), {}
+    result = QuestionSet(path, "atlas-jsonl")
+    seen: dict[str, int] = {}
     for record in records:
         reason = unusable(record)
         if reason is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from benchmarks.investigation.grader import normalize_answer
 from benchmarks.investigation.graph import AlertGraph
 from benchmarks.investigation.incidents import ANSWER_COLUMNS, KIND_NOUN, Entity
-from benchmarks.investigation.models import Question, SolutionStep
+from benchmarks.investigation.models import AnswerType, Question, SolutionStep, is_answer_type
 from benchmarks.investigation.world import Alert, World
 
 MAX_HOPS = 4
@@ -57,7 +57,7 @@ class Candidate:
     end: Alert
     path: tuple[str, ...]
     answer_entity: Entity
-    answer_type: str
+    answer_type: AnswerType
     answer: str
     hidden: tuple[Entity, ...] = ()  # the answer's entity and every intermediate entity of the path
 
@@ -87,6 +87,7 @@ def candidates(world: World) -> Iterator[Candidate]:
                     if not _answer_entity_ok(entity, end, hops, reach.distance, graph):
                         continue
                     for answer_type, column in ANSWER_COLUMNS[entity.kind].items():
+                        assert is_answer_type(answer_type), answer_type  # ANSWER_COLUMNS names answer types only
                         value = entity.value(column)
                         if value in (None, ""):
                             continue
@@ -213,7 +214,7 @@ def build_questions(
 def _split(kept: dict[int, list[Question]], test_fraction: float, rng: random.Random, seed: int) -> list[Question]:
     """Per incident, whole answer groups go to test or train, so no test answer is a train answer
     of the same incident; groups are assigned to keep each difficulty near the test fraction."""
-    out = []
+    out: list[Question] = []
     for incident in sorted(kept):
         groups: dict[str, list[Question]] = {}
         for question in kept[incident]:

@@ -35,12 +35,12 @@ class SandboxConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int = Field(15, ge=1, le=1000)
-    time_limit_s: float = Field(5.0, gt=0, le=60)
-    max_rows_shown: int = Field(15, ge=1, le=1000)
-    max_cell_chars: int = Field(200, ge=10, le=100_000)
-    max_output_chars: int = Field(4000, ge=200, le=1_000_000)
-    count_limit: int = Field(10_000, ge=1, le=10_000_000)
+    max_steps: int = Field(default=15, ge=1, le=1000)
+    time_limit_s: float = Field(default=5.0, gt=0, le=60)
+    max_rows_shown: int = Field(default=15, ge=1, le=1000)
+    max_cell_chars: int = Field(default=200, ge=10, le=100_000)
+    max_output_chars: int = Field(default=4000, ge=200, le=1_000_000)
+    count_limit: int = Field(default=10_000, ge=1, le=10_000_000)
 
     @model_validator(mode="after")
     def _count_covers_shown(self) -> SandboxConfig:

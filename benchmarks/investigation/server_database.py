@@ -51,9 +51,12 @@ _PG_READ_ONLY_STATE = "25006"  # read_only_sql_transaction
 _PG_STREAMABLE = ("SELECT", "WITH", "VALUES")  # what a server-side cursor (DECLARE) can run
 
 
-def _dbapi_message(error: BaseException) -> str:
-    """The engine's own message: pymysql's (code, text) text, or psycopg2's first line."""
-    args = getattr(error, "args", ())
+def _dbapi_message(error: BaseException | None) -> str:
+    """The engine's own message: pymysql's (code, text) text, or psycopg2's first line.
+
+    SQLAlchemy types a DBAPIError's `orig` as optional: without one, the message is "None".
+    """
+    args: tuple[Any, ...] = getattr(error, "args", ())
     if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
         return args[1]
     message = str(error).strip()
@@ -67,7 +70,7 @@ def _abandon(connection: Connection, result: CursorResult[Any]) -> None:
     (an ignored AttributeError); marking it finished stops that.
     """
     pending = getattr(result.cursor, "_result", None)
-    if getattr(pending, "unbuffered_active", False):
+    if pending is not None and getattr(pending, "unbuffered_active", False):
         pending.unbuffered_active = False
     connection.invalidate()
 

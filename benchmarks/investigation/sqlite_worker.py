@@ -26,7 +26,7 @@ import sqlite3
 import struct
 import sys
 import time
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 if __package__:
@@ -138,7 +138,10 @@ class GuardedConnection(sqlite3.Connection):
 
 def connect(path: str, settings: dict[str, Any]) -> GuardedConnection:
     uri = f"file:{quote(path)}?mode=ro"  # '?', '#' or '%' in a path would end it early
-    connection = sqlite3.connect(uri, uri=True, factory=lambda *a, **k: GuardedConnection(*a, settings=settings, **k))
+    # sqlite3.connect calls `factory` like any callable; typeshed asks for a Connection subclass, so the
+    # lambda that binds `settings` is cast to the class it builds.
+    factory = cast("type[GuardedConnection]", lambda *a, **k: GuardedConnection(*a, settings=settings, **k))
+    connection = sqlite3.connect(uri, uri=True, factory=factory)
     assert isinstance(connection, GuardedConnection)
     connection.execute("SELECT count(*) FROM sqlite_master").close()  # fails now if the file is not a database
     return connection

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def token_counter(models_dir: Path | None) -> tuple[Callable[[str], int], str]:
     return (lambda text: max(1, len(text) // 4)), "4 characters per token"
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "max": 0.0, "mean": 0.0}
     return {"p50": float(statistics.median(values)), "max": float(max(values)), "mean": round(float(statistics.fmean(values)), 1)}

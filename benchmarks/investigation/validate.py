@@ -36,7 +36,9 @@ def validate(
     questions = loaded.questions
     target = database or str(folder / DB_FILE)
     started = time.perf_counter()
-    failures, by_difficulty, ok_by_difficulty = [], Counter(), Counter()
+    failures: list[dict[str, str]] = []
+    by_difficulty: Counter[int] = Counter()
+    ok_by_difficulty: Counter[int] = Counter()
     with open_database(target) as db:
         for n, question in enumerate(questions, start=1):
             reason = unanswerable_reason(question, db)

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -214,7 +215,7 @@ def table_rows(world: World) -> dict[str, list[tuple]]:
             continue
         items = world.rows.get(spec.name, [])
         if spec.time_column:
-            items = sorted(items, key=lambda r: r[spec.time_column])  # stable: ties keep generation order
+            items = sorted(items, key=itemgetter(spec.time_column))  # stable: ties keep generation order
         has_report = "ReportId" in spec.column_names
         tuples = []
         for n, row in enumerate(items, start=1):

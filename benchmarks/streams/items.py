@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas.errors import AtlasError
-from benchmarks.streams.movie_reviews import LABEL_NAMES, seeded_reviews
+from benchmarks.streams.movie_reviews import LABEL_NAMES, Source, seeded_reviews
 from benchmarks.streams.text_sources import CLASSES as TEXT_SOURCE_CLASSES
 
 BUILT_IN = ("imdb", "rotten_tomatoes", "imdb-then-rt", "imdb-by-length", "text-sources")
@@ -66,10 +66,12 @@ def load_stream(spec: str, limit: int | None = None, seed: int = 0, labels: Sequ
 
 def _built_in(spec: str, limit: int | None, seed: int) -> list[StreamItem]:
     if spec == "imdb" or spec == "rotten_tomatoes":
-        return _from_reviews(spec, seeded_reviews(spec, seed, limit))
+        source: Source = "imdb" if spec == "imdb" else "rotten_tomatoes"
+        return _from_reviews(spec, seeded_reviews(source, seed, limit))
     if spec == "imdb-then-rt":
         half = None if limit is None else limit // 2
-        return _from_reviews("imdb", seeded_reviews("imdb", seed, half)) + _from_reviews("rotten_tomatoes", seeded_reviews("rotten_tomatoes", seed, None if limit is None else limit - half))
+        rest = None if limit is None else limit - limit // 2
+        return _from_reviews("imdb", seeded_reviews("imdb", seed, half)) + _from_reviews("rotten_tomatoes", seeded_reviews("rotten_tomatoes", seed, rest))
     if spec == "imdb-by-length":
         return sorted(_from_reviews("imdb", seeded_reviews("imdb", seed, limit)), key=lambda i: (len(i.text), i.id))
     from benchmarks.streams.text_sources import text_sources

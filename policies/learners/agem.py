@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from policies.learners.buffer import Reservoir
-from policies.learners.network import NetworkLearner, masked_cross_entropy
+from policies.learners.base import StreamSpec
+from policies.learners.network import NetworkLearner, gradient, masked_cross_entropy
 
 
 class AGEM(NetworkLearner):
@@ -23,7 +24,7 @@ class AGEM(NetworkLearner):
         self.buffer_size = buffer_size
         self.reference_size = reference_size
 
-    def _setup(self, spec) -> None:
+    def _setup(self, spec: StreamSpec) -> None:
         super()._setup(spec)
         self.memory_: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.incoming_: Reservoir | None = None
@@ -37,6 +38,7 @@ class AGEM(NetworkLearner):
         self.reference_ = self._memory_gradient() if self.memory_size() else None
         super().learn(X, y, task_id)
         if self.epoch_ == 0:
+            assert self.incoming_ is not None, "begin_task sets the incoming buffer"
             self.incoming_.add(X, y, task_id)
 
     def _memory_gradient(self) -> list[torch.Tensor]:
@@ -55,14 +57,15 @@ class AGEM(NetworkLearner):
     def before_update(self) -> None:
         if self.reference_ is None:
             return
-        params = self.parameters_()
-        dot = sum((p.grad * r).sum() for p, r in zip(params, self.reference_))
+        grads = [gradient(p) for p in self.parameters_()]
+        dot = sum((g * r).sum() for g, r in zip(grads, self.reference_))
         if dot < 0:
             scale = dot / sum((r * r).sum() for r in self.reference_)
-            for p, r in zip(params, self.reference_):
-                p.grad -= scale * r
+            for g, r in zip(grads, self.reference_):
+                g -= scale * r  # in place: the parameter's own gradient tensor
 
     def end_task(self, task_id: int) -> None:
+        assert self.incoming_ is not None, "begin_task sets the incoming buffer"
         X, y, _ = self.incoming_.stored()
         self.memory_[task_id] = (X.copy(), y.copy())
         quota = self.buffer_size // len(self.memory_)  # equal share per task; older tasks give some up

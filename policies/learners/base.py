@@ -41,6 +41,11 @@ class StreamSpec:
         if outside:
             raise ValueError(f"heads name classes {outside} outside 0..{self.n_classes - 1}")
 
+    @property
+    def task_heads(self) -> tuple[tuple[int, ...], ...]:
+        """The classes behind each task id: never empty for task-il (checked above), () for the other protocols."""
+        return self.heads or ()
+
 
 class ContinualLearner(ABC):
     """Base class: hyper-parameters in ``__init__``, learned state with a trailing underscore."""
@@ -85,6 +90,10 @@ class ContinualLearner(ABC):
             self.learn(X, y, task_id)
 
     @abstractmethod
+    def _setup(self, spec: StreamSpec) -> None:
+        """The method's own state for a new stream (called by ``setup`` after the shared bookkeeping)."""
+
+    @abstractmethod
     def learn(self, X: np.ndarray, y: np.ndarray, task_id: int) -> None:
         """The method's own update on a checked mini-batch."""
 
@@ -94,8 +103,8 @@ class ContinualLearner(ABC):
     def predict(self, X: np.ndarray, task_id: int | None = None) -> np.ndarray:
         """Labels chosen among the classes the protocol allows (see the module docstring)."""
         self._check_ready("predict")
-        if self.spec_.protocol == "task-il" and (task_id is None or not 0 <= task_id < len(self.spec_.heads)):
-            raise ValueError(f"task-il predictions need a task id in 0..{len(self.spec_.heads) - 1}, got {task_id}")
+        if self.spec_.protocol == "task-il" and (task_id is None or not 0 <= task_id < len(self.spec_.task_heads)):
+            raise ValueError(f"task-il predictions need a task id in 0..{len(self.spec_.task_heads) - 1}, got {task_id}")
         allowed = self.allowed_classes(task_id)
         scores = np.asarray(self.decision_function(np.asarray(X, dtype=np.float32), allowed), dtype=np.float64)
         masked = np.full_like(scores, -np.inf)
@@ -119,7 +128,7 @@ class ContinualLearner(ABC):
     def allowed_classes(self, task_id: int | None) -> list[int]:
         spec = self.spec_
         if spec.protocol == "task-il" and task_id is not None:
-            return list(spec.heads[task_id])
+            return list(spec.task_heads[task_id])
         if spec.protocol == "class-il" and self.seen_classes_:
             return list(self.seen_classes_)
         return list(range(spec.n_classes))
@@ -129,7 +138,7 @@ class ContinualLearner(ABC):
         mask = np.zeros((len(task_ids), self.spec_.n_classes), dtype=bool)
         if self.spec_.protocol == "task-il":
             for task in np.unique(task_ids):
-                mask[np.ix_(task_ids == task, self.spec_.heads[int(task)])] = True
+                mask[np.ix_(task_ids == task, self.spec_.task_heads[int(task)])] = True
         else:
             mask[:, self.allowed_classes(None)] = True
         return mask

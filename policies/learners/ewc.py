@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from policies.learners.base import nbytes
+from policies.learners.base import StreamSpec, nbytes
 from policies.learners.buffer import Reservoir
 from policies.learners.network import NetworkLearner, masked_cross_entropy
 
@@ -25,7 +25,7 @@ class OnlineEWC(NetworkLearner):
         self.gamma = gamma
         self.fisher_samples = fisher_samples
 
-    def _setup(self, spec) -> None:
+    def _setup(self, spec: StreamSpec) -> None:
         super()._setup(spec)
         self.fisher_: list[torch.Tensor] | None = None
         self.anchor_: list[torch.Tensor] | None = None
@@ -38,9 +38,11 @@ class OnlineEWC(NetworkLearner):
     def learn(self, X: np.ndarray, y: np.ndarray, task_id: int) -> None:
         super().learn(X, y, task_id)
         if self.epoch_ == 0:
+            assert self.task_sample_ is not None, "begin_task sets the task's sample"
             self.task_sample_.add(X, y, task_id)
 
     def end_task(self, task_id: int) -> None:
+        assert self.task_sample_ is not None, "begin_task sets the task's sample"
         x, _, mask = self.tensors(*self.task_sample_.stored())
         fisher = self._fisher(x, mask)
         self.fisher_ = fisher if self.fisher_ is None else [self.gamma * old + new for old, new in zip(self.fisher_, fisher)]
@@ -64,6 +66,7 @@ class OnlineEWC(NetworkLearner):
     def penalty(self) -> torch.Tensor:
         if self.fisher_ is None:
             return torch.zeros(())
+        assert self.anchor_ is not None  # end_task sets the anchor with the Fisher
         terms = [(f * (p - a) ** 2).sum() for f, p, a in zip(self.fisher_, self.parameters_(), self.anchor_)]
         return 0.5 * self.ewc_lambda * torch.stack(terms).sum()
 

@@ -9,8 +9,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from policies.learners.base import nbytes
-from policies.learners.network import NetworkLearner, masked_cross_entropy
+from policies.learners.base import StreamSpec, nbytes
+from policies.learners.network import MLP, NetworkLearner, masked_cross_entropy
 
 
 class LwF(NetworkLearner):
@@ -21,15 +21,15 @@ class LwF(NetworkLearner):
         self.alpha = alpha
         self.temperature = temperature
 
-    def _setup(self, spec) -> None:
+    def _setup(self, spec: StreamSpec) -> None:
         super()._setup(spec)
-        self.teacher_ = None
+        self.teacher_: MLP | None = None
         self.old_groups_: list[list[int]] = []  # class groups whose old outputs are distilled
 
     def end_task(self, task_id: int) -> None:
         self.teacher_ = copy.deepcopy(self.net_).eval()
         if self.spec_.protocol == "task-il":
-            self.old_groups_ = [list(self.spec_.heads[t]) for t in sorted(self.task_classes_)]
+            self.old_groups_ = [list(self.spec_.task_heads[t]) for t in sorted(self.task_classes_)]
         else:
             self.old_groups_ = [self.allowed_classes(None)]
 

@@ -37,6 +37,12 @@ def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tens
     return F.cross_entropy(logits.masked_fill(~mask, float("-inf")), y)
 
 
+def gradient(p: torch.Tensor) -> torch.Tensor:
+    """A parameter's gradient, as ``backward`` left it (the update hooks run only after it)."""
+    assert p.grad is not None, "no gradient: the hooks run between backward and the optimiser step"
+    return p.grad
+
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 

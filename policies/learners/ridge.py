@@ -36,7 +36,7 @@ class AnalyticRidge(ContinualLearner):
 
     def features(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        if self.projection_ is not None:
+        if self.projection_ is not None and self.bias_ is not None:  # both set, or neither (no random features)
             X = np.maximum(X @ self.projection_ + self.bias_, 0.0)
         return np.hstack([X, np.ones((len(X), 1))])
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from policies.learners.base import nbytes
-from policies.learners.network import NetworkLearner
+from policies.learners.base import StreamSpec, nbytes
+from policies.learners.network import NetworkLearner, gradient
 
 
 class SynapticIntelligence(NetworkLearner):
@@ -23,7 +23,7 @@ class SynapticIntelligence(NetworkLearner):
         self.si_c = si_c
         self.xi = xi
 
-    def _setup(self, spec) -> None:
+    def _setup(self, spec: StreamSpec) -> None:
         super()._setup(spec)
         params = self.parameters_()
         self.importance_ = [torch.zeros_like(p) for p in params]
@@ -39,7 +39,7 @@ class SynapticIntelligence(NetworkLearner):
     def before_update(self) -> None:
         # the path integral follows the task loss alone: remove the penalty's gradient 2c*Omega*(theta - anchor)
         params = self.parameters_()
-        self._grads = [p.grad.detach() - 2 * self.si_c * w * (p.detach() - a) for p, w, a in zip(params, self.importance_, self.anchor_)]
+        self._grads = [gradient(p).detach() - 2 * self.si_c * w * (p.detach() - a) for p, w, a in zip(params, self.importance_, self.anchor_)]
         self._before = [p.detach().clone() for p in params]
 
     def after_update(self) -> None:
