@@ -4,11 +4,15 @@ creating the schema safely when several processes open a new store at once."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import zlib
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
+
+import orjson
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -32,6 +36,18 @@ def is_read_only_file(path: Path) -> bool:
     return path.exists() and (not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK))
 
 
+def _json_dumps(value: Any) -> str:
+    """JSON columns through orjson (the stdlib encoder was a tenth of a bulk import); the rare value
+    orjson refuses (an integer past 64 bits) goes through the stdlib encoder."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+
+
 def make_engine(target: str | Path, read_only: bool = False) -> Engine:
     """A SQLite path gets foreign keys and a busy timeout (WAL is set when the store is created);
     ``read_only`` opens it so that nothing, not even a -shm file, is written. A URL is used as given."""
@@ -39,7 +55,7 @@ def make_engine(target: str | Path, read_only: bool = False) -> Engine:
         url = make_url(str(target))
         # a server that does not answer is an error within seconds, never a hang (psycopg2 and psycopg 3 take it)
         waits = {"connect_timeout": CONNECT_TIMEOUT_S} if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query else {}
-        return create_engine(url, pool_pre_ping=True, connect_args=waits)
+        return create_engine(url, pool_pre_ping=True, connect_args=waits, **JSON_CODEC)
     path = sqlite_path(target)
     if read_only:
         # immutable=1: no locks and no -shm (a read-only folder cannot hold one); any WAL content
@@ -47,13 +63,13 @@ def make_engine(target: str | Path, read_only: bool = False) -> Engine:
         wal = path.with_name(path.name + "-wal")
         flags = "mode=ro" if wal.exists() and wal.stat().st_size else "mode=ro&immutable=1"
         uri = f"file:{quote(str(path))}?{flags}"
-        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False))
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False), **JSON_CODEC)
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise MemoryStoreError(f"cannot create the folder for store {path}: {exc.strerror or exc}; choose a writable --store or ATLAS_HOME") from None
-        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60}, **JSON_CODEC)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection, _record) -> None:

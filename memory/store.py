@@ -413,11 +413,12 @@ class MemoryStore:
         stamp = now()
         with self._write() as conn:
             seq = self._bump(conn)
-            rows = []
+            rows, snapshots = [], []
             for n, (item, vector) in enumerate(zip(batch, vectors)):
                 extra = keep[n] if keep else {}
+                snapshots.append(item.model_dump(mode="json"))
                 row = {
-                    **item.model_dump(mode="json"),
+                    **snapshots[-1],
                     "embedding": vector.tobytes(),
                     "embedding_model": self.embedder.name,
                     "embedding_dim": self.embedder.dim,
@@ -449,8 +450,8 @@ class MemoryStore:
                 conn.execute(
                     insert(t.pamphlet_versions),
                     [
-                        {"pamphlet_id": i, "version": 1, "change": "created", "changed_by": changed_by, "changed_at": stamp, "snapshot": item.model_dump(mode="json")}
-                        for i, item in zip(ids, batch)
+                        {"pamphlet_id": i, "version": 1, "change": "created", "changed_by": changed_by, "changed_at": stamp, "snapshot": snapshot}
+                        for i, snapshot in zip(ids, snapshots)
                     ],
                 )
         upserts = {
