@@ -23,6 +23,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS_DIR = REPO_ROOT / ".atlas" / "models"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Torch runs on one thread in the tests, as `benchmarks.continual.evaluation.compare` runs the learners.
+
+    Its default (a thread per core) spins on a busy machine, and with one pytest-xdist worker per core it always
+    is: the continual learners' tiny MLPs then took about 17 times the CPU time. faiss has its own OpenMP
+    setting, which this leaves alone; subprocesses keep torch's default."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in its own folder with no user config and no API key in sight."""

@@ -300,6 +300,7 @@ def test_task_flag_errors_exit_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.local_model
+@pytest.mark.slow  # loads the local model: on a clean clone its first load de-quantizes it (about 20 s), as in test_local_backend.py
 def test_multi_token_words_are_scored_as_whole_continuations() -> None:
     import torch
 

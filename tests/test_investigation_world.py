@@ -29,6 +29,14 @@ def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def regenerated_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same seed generated a second time into another folder (shared by the determinism tests)."""
+    out = tmp_path_factory.mktemp("soc-again") / "world"
+    generate(out, seed=11)
+    return out
+
+
+@pytest.fixture(scope="module")
 def manifest(world_dir: Path) -> dict:
     return json.loads((world_dir / "manifest.json").read_text())
 
@@ -55,9 +63,8 @@ def test_manifest_hashes_match_the_files(world_dir: Path, manifest: dict) -> Non
         assert sha256(world_dir / name) == digest
 
 
-def test_same_seed_gives_byte_identical_files(world_dir: Path, tmp_path: Path) -> None:
-    again = tmp_path / "again"
-    generate(again, seed=11)
+def test_same_seed_gives_byte_identical_files(world_dir: Path, regenerated_dir: Path) -> None:
+    again = regenerated_dir
     for name in ("world.db", "questions.jsonl", "manifest.json"):
         assert (again / name).read_bytes() == (world_dir / name).read_bytes(), name
 
@@ -131,11 +138,11 @@ def test_several_phrasings_per_question_type(questions) -> None:
     assert all(len(openings) >= 3 for t, openings in by_type.items() if sum(q.answer_type == t for q in questions) > 20)
 
 
-def test_splits_are_per_incident_and_stable(questions, world_dir: Path, tmp_path: Path) -> None:
+def test_splits_are_per_incident_and_stable(questions, regenerated_dir: Path) -> None:
     per_incident = Counter((q.incident, q.split) for q in questions)
     for incident in {q.incident for q in questions}:
         assert per_incident[(incident, "train")] > 0 and per_incident[(incident, "test")] > 0
-    regenerated = read_questions(generate(tmp_path / "re", seed=11) and tmp_path / "re" / "questions.jsonl")
+    regenerated = read_questions(regenerated_dir / "questions.jsonl")
     assert [(q.id, q.split) for q in regenerated] == [(q.id, q.split) for q in questions]
 
 

@@ -75,7 +75,12 @@ def dequantized_smollm2(models_dir: Path) -> Path:
             if (target / CACHE_MARKER).is_file():
                 return target
             shutil.rmtree(target)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another process (a parallel test worker, a second CLI) renamed its copy between our check and our rename.
+            if not (target / CACHE_MARKER).is_file():
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -261,11 +261,13 @@ class SQLAlchemyDatabase:
     def cut_off(self, dbapi_connection: Any) -> None:
         """Stop waiting for a statement the server did not stop: ask the server to cancel it, shut the socket."""
         thread_id = dbapi_connection.thread_id() if self.dialect == "mysql" else None
-        if self.dialect == "postgresql":
-            dbapi_connection.cancel()
         raw_socket = getattr(dbapi_connection, "_sock", None)  # pymysql
         descriptor = raw_socket.fileno() if raw_socket is not None else dbapi_connection.fileno()  # psycopg2
+        # Duplicate the descriptor before the cancel: once the cancel ends the statement, the caller may close this
+        # connection and open another on the same descriptor number, whose socket a later dup would shut down.
         with socket.socket(fileno=os.dup(descriptor)) as duplicate:
+            if self.dialect == "postgresql":
+                dbapi_connection.cancel()
             duplicate.shutdown(socket.SHUT_RDWR)
         if thread_id is not None:
             with self._engine.connect() as other:
