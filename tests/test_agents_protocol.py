@@ -172,13 +172,16 @@ def test_context_overflow_compacts_and_retries_once(openai_server, openai_settin
     turns = Turns(make_llm("openai:gpt-4o-mini", forced), max_tokens=64, repairs=0)
     conversation = _conversation(4000, 10)
     openai_server.queue(Fault(mode="overflow"))
-    assert turns.ask(conversation, (RUN_SQL, SUBMIT)).args.answer == "x"
+    with CallLedger().active() as recovered:
+        assert turns.ask(conversation, (RUN_SQL, SUBMIT)).args.answer == "x"
     assert conversation.budget <= 3000 and turns.llm.context_limit  # the window the server named is remembered
+    assert not recovered.failed and recovered.calls == 2  # an overflow compacted away is not the episode's model error
     openai_server.queue(Fault(mode="overflow"), Fault(mode="overflow"))
     from atlas.errors import LLMContextOverflow
 
-    with pytest.raises(LLMContextOverflow):
+    with CallLedger().active() as given_up, pytest.raises(LLMContextOverflow):
         turns.ask(conversation, (RUN_SQL, SUBMIT))
+    assert given_up.failed and "context window" in given_up.failures[0]  # still too long after compaction: it is one
 
 
 @pytest.mark.parametrize(

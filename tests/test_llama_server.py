@@ -109,6 +109,6 @@ def test_agent_episodes_run_end_to_end_within_the_context(llama_server: str, tmp
     assert all(r["llm_calls"] <= settings.agents.max_llm_calls for r in records)
     # whatever the small model says, no prompt outgrew the server's window: the overflow path (or the
     # budget) kept every call that the server answered inside it, and no episode failed on the model
-    assert results["model_errors"] == 0, [r for r in records if r["model_error"]]
+    assert results["model_errors"] == 0, [(r["question"], r["reason"]) for r in records if r["model_error"]]
     assert meter.totals().calls > 4
     memory.close()

@@ -22,6 +22,7 @@ from atlas.agents.context import Conversation, TokenEstimator
 from atlas.agents.replies import ReplyError, as_text, parse_reply, validate
 from atlas.errors import LLMContextOverflow
 from atlas.llm.client import LLMClient
+from atlas.llm.ledger import current_ledger
 from atlas.llm.types import ChatMessage, JsonSchemaFormat, ToolCall, ToolSpec
 
 
@@ -184,7 +185,10 @@ class Turns:
             try:
                 completion = self.llm.chat(messages, **self._params(kinds, forced))
             except LLMContextOverflow as overflow:
-                if overflowed:
+                if overflowed:  # compacted once and still too long: now it is the episode's model failure
+                    ledger = current_ledger()
+                    if ledger is not None:
+                        ledger.record_failure(f"{self.llm.model}: {overflow}")
                     raise
                 overflowed = True
                 if overflow.limit:  # the server said how large its window is: remember it for every later call

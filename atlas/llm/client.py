@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from atlas.errors import LLMConfigError, LLMError
+from atlas.errors import LLMConfigError, LLMContextOverflow, LLMError
 from atlas.llm.backend import Backend
 from atlas.llm.cache import ResponseCache, cache_key
 from atlas.llm.ledger import current_ledger
@@ -74,8 +74,8 @@ class LLMClient:
             ledger.admit(self.model)
         try:
             generation = self.backend.generate(msgs, gen_params)
-        except LLMConfigError:
-            raise
+        except (LLMConfigError, LLMContextOverflow):
+            raise  # an overflow is not a failure yet: the caller may compact the prompt and retry (it notes one it gives up on)
         except LLMError as error:
             if ledger is not None:
                 ledger.record_failure(f"{self.model}: {error}")
