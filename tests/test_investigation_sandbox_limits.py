@@ -89,6 +89,16 @@ def test_a_worker_killed_mid_query_is_an_error_then_replaced(db: SQLiteDatabase)
     assert db.execute("SELECT count(*) FROM SigninLogs").rows == ((2,),)
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own Ctrl-C handler, whatever the test process inherited: a job started in the background by a
+    non-interactive shell (nohup ... &) starts with SIGINT ignored, and Python then keeps it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_while_waiting_stops_the_statement(db: SQLiteDatabase) -> None:
     threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
     start = time.monotonic()
