@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 
 from memory import tables as t
 from memory.errors import EmbedderMismatch
-from memory.index import INDEX_KINDS, IndexKind, VectorIndex
+from memory.index import INDEX_KINDS, VECTOR_TOLERANCE, IndexKind, VectorIndex
 from memory.locking import file_lock
 from memory.sqlutil import chunks
 
@@ -222,8 +222,14 @@ class IndexMirror:
     def wanted_kind(self) -> IndexKind:
         return auto_kind(self.live, self.index.kind) if self.policy == "auto" else self.policy  # type: ignore[return-value]
 
-    def convert(self, kind: IndexKind) -> None:
-        """Rebuild the index as ``kind`` from its own vectors (no SQL read)."""
+    def convert(self, kind: IndexKind, engine: Engine) -> None:
+        """Rebuild the index as ``kind`` from its own vectors (no SQL read), or from SQL when its vectors are rounded
+        (HNSW's half precision) and ``kind`` keeps them exact."""
+        if VECTOR_TOLERANCE[self.index.kind] > VECTOR_TOLERANCE[kind]:
+            live = self.index.ids()
+            self.index = VectorIndex(self.index.dim, kind)
+            self.index_vectors(engine, live)
+            return
         ids, vectors = self.index.live_vectors()
         fresh = VectorIndex(self.index.dim, kind)
         for start in range(0, len(ids), 50_000):
@@ -295,7 +301,7 @@ class IndexMirror:
             return f"{len(missing)} of {len(ids)} sampled pamphlets are not in SQL as indexed"
         expected = np.stack([np.frombuffer(stored[i][1], dtype=np.float32) for i in ids.tolist()])
         got = self.index.vectors(ids)
-        wrong = int(np.count_nonzero(np.abs(expected - got).max(axis=1) > 1e-5))
+        wrong = int(np.count_nonzero(np.abs(expected - got).max(axis=1) > VECTOR_TOLERANCE[self.index.kind]))
         if wrong:
             return f"{wrong} of {len(ids)} sampled vectors differ from the stored embeddings"
         return None

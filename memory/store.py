@@ -306,7 +306,7 @@ class MemoryStore:
         current = self._mirror.index.kind
         if wanted == current:
             return
-        self._mirror.convert(wanted)
+        self._mirror.convert(wanted, self.engine)
         self._dirty = True
         message = f"index switched from {current} to {wanted} at {self._mirror.live:,} pamphlets (auto: hnsw from {mirror_policy.AUTO_HNSW_AT:,})"
         self.notices.append(message)
@@ -327,7 +327,7 @@ class MemoryStore:
     def _maybe_compact(self, threshold: float = 0.3) -> None:
         index = self._mirror.index
         if index.slots > 1000 and index.dead_fraction > threshold:
-            self._mirror.convert(index.kind)
+            self._mirror.convert(index.kind, self.engine)
             self._dirty = True
 
     def save_index(self) -> None:

@@ -154,3 +154,17 @@ def test_markup_in_pamphlet_text_is_printed_as_text(tmp_path):
     listed = atlas("list", store=path).output
     assert "[/]" in listed and "[red]not red[/red]" in listed and "[x]" in listed
     assert "close with [/]" in atlas("show", "1", store=path).output
+
+
+@pytest.mark.slow  # loads MiniLM twice (the bench, then the process that opens the store): ~7 s
+def test_bench_measures_the_store_and_a_fresh_process_that_opens_it(tmp_path):
+    out = tmp_path / "bench"
+    result = atlas("bench", "--n", "300", "--mode", "vectors", "--queries", "10", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    figures = json.loads((out / "results.json").read_text())
+    assert figures["n"] == 300 and figures["index_kind"] == "flat" and figures["recall_at_10"] == 1.0  # exact while small
+    assert figures["search_p50_ms"] > 0 and figures["faiss_p50_ms"] > 0 and figures["add_per_s"] > 0
+    # resident memory comes from a process that only opened the store and searched it, not from the bench's own
+    assert 0 < figures["rss_private_mb"] < figures["rss_mb"] < figures["bench_process_rss_mb"]
+    assert figures["rss_mb"] == pytest.approx(figures["rss_private_mb"] + figures["rss_file_mb"], abs=2)
+    assert 0 < figures["fresh_open_s"] < 60 and "rss_mb" in result.output

@@ -240,6 +240,31 @@ def test_auto_index_switches_to_hnsw_past_the_threshold_and_says_so(tmp_path, mo
         assert store._index.kind == "hnsw" and store.stats()["index"]["policy"] == "hnsw"
 
 
+def test_hnsw_keeps_half_precision_vectors_and_exact_ones_come_back_from_sql(tmp_path):
+    """HNSW stores vectors in float16 (half the memory); the stored-vector check allows that rounding and no more,
+    and an index rebuilt as flat reads exact vectors from SQL, not the rounded ones."""
+    import faiss
+
+    from memory.index import VECTOR_TOLERANCE
+
+    path = tmp_path / "m.sqlite"
+    with make_store(path, index_kind="hnsw") as store:
+        ids = fill(store, 40)
+        index = store._index
+        assert isinstance(index._index, faiss.IndexHNSWSQ)
+        stored = store.embedder.encode([f"note {i}: check table {i % 7} for entity {i}" for i in range(40)])
+        error = np.abs(index.vectors(ids) - stored).max()
+        assert 0 < error <= VECTOR_TOLERANCE["hnsw"]  # rounded, within what the check allows
+    with make_store(path, index_kind="hnsw") as store:
+        assert store.notices == []  # reopened: the rounding is not mistaken for a foreign index
+        assert store.rebuild_index("flat") == 40 and store._index.kind == "flat"
+        assert np.array_equal(store._index.vectors(ids), stored)
+    with make_store(path, index_kind="hnsw") as store:
+        assert store._index.kind == "hnsw"
+        store._mirror.convert("flat", store.engine)  # the automatic switch back to exact search
+        assert np.array_equal(store._index.vectors(ids), stored)
+
+
 def test_exact_search_leaves_the_callers_faiss_threads_alone():
     import faiss
 

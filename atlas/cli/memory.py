@@ -392,7 +392,7 @@ def bench(
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("add_per_s", "search_p50_ms", "search_p99_ms", "faiss_p50_ms", "faiss_one_thread_p50_ms", "overhead_x", "open_s", "recall_at_10",
-                "rss_mb", "embed_search_p50_ms", "embed_p50_ms", "embed_torch_p50_ms"):
+                "fresh_open_s", "rss_mb", "rss_private_mb", "rss_file_mb", "embed_search_p50_ms", "embed_p50_ms", "embed_torch_p50_ms"):
         table.add_row(key, f"{results[key]:,.3f}")
     table.add_row("query_backend", results["query_backend"])
     console.print(table)
