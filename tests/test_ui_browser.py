@@ -194,7 +194,10 @@ def test_run_folder_page(served, page):
     assert "atlas" in page.inner_text("#report table")
     assert "<script>window.__pwned = 3</script>" in page.inner_text("#report")
     assert page.evaluate("typeof window.__pwned") == "undefined"
-    width = page.locator("#plots img").evaluate("img => img.complete ? img.naturalWidth : 0")
+    # the plot loads after the page: wait for it instead of reading a half-loaded image (seen flaky under load)
+    page.wait_for_function("() => { const img = document.querySelector('#plots img'); return img && img.complete && img.naturalWidth > 0 }",
+                           timeout=15_000)
+    width = page.locator("#plots img").evaluate("img => img.naturalWidth")
     assert width > 100
     assert "success_rate" in page.inner_text("#figures")
     _shot(page, "run-folder")
