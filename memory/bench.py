@@ -47,19 +47,18 @@ def _percentiles_ms(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(array, 50)), float(np.percentile(array, 99))
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _rss_parts_mb() -> dict[str, float]:
     """This process's resident memory: all of it, the private (anonymous) part, and the file-backed part
     (memory-mapped index pages and libraries, which the kernel can drop and re-read)."""
     fields = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in Path("/proc/self/status").read_text().splitlines()
               if line.startswith(("VmRSS:", "RssAnon:", "RssFile:"))}
     return {"rss_mb": fields.get("VmRSS", 0.0), "rss_private_mb": fields.get("RssAnon", 0.0), "rss_file_mb": fields.get("RssFile", 0.0)}
+
+
+def _rss_mb() -> float:
+    if Path("/proc/self/status").exists():
+        return _rss_parts_mb()["rss_mb"]
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak, where /proc is missing
 
 
 def fresh_process_figures(path: str, embedder_spec: str, queries: np.ndarray, connection: Any) -> None:
