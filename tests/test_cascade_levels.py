@@ -217,6 +217,14 @@ def test_loading_something_else_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"format": "something/9"}))
     with pytest.raises(CascadeStateError, match="not a saved cascade of format"):
         OnlineCascade.load(tmp_path / "other.pkl", llm)
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps({"format": "atlas-cascade/1"}))
+    with pytest.raises(CascadeStateError, match="saved in format atlas-cascade/1, this version reads atlas-cascade/2; run the stream again"):
+        OnlineCascade.load(tmp_path / "old.pkl", llm)
+    # a file whose classes no longer exist (an earlier version's policy): the same advice, no traceback
+    gone = pickle.dumps({"format": "atlas-cascade/1", "policy": OCLPolicy(1, [1.0, 100.0])}).replace(b"OCLPolicy", b"OCLGone__")
+    (tmp_path / "gone.pkl").write_bytes(gone)
+    with pytest.raises(CascadeStateError, match="earlier version of atlas whose classes are gone"):
+        OnlineCascade.load(tmp_path / "gone.pkl", llm)
 
 
 def test_shipped_gpt35_answers_cover_imdb_and_match_the_readme() -> None:

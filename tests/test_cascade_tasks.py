@@ -24,7 +24,7 @@ from atlas.llm.recorded import AnnotationAnswerer, header, record
 from benchmarks.streams.items import StreamError, load_stream
 from benchmarks.streams.tasks import SENTIMENT, TEXT_SOURCES, TaskError, parse_words, resolve_task
 from policies.cascade.cascade import OnlineCascade
-from policies.cascade.deferral import BudgetPolicy, DisagreementModel, OCLPolicy, ThresholdPolicy
+from policies.cascade.deferral import BudgetPolicy, DisagreementCurve, OCLPolicy, ThresholdPolicy
 from policies.cascade.hashed_text import HashedTextLevel
 from policies.cascade.llm_level import LLMAnswers, LLMLevel
 from policies.cascade.metrics import class_figures, summarize
@@ -189,15 +189,63 @@ def test_seven_class_budget_cascade_holds_its_cap_and_learns() -> None:
     assert figures["accuracy"] > 0.3 and len(figures["confusion"]) == 7  # chance: 1/7
 
 
-def test_deferral_features_mean_the_same_for_any_k() -> None:
-    model = DisagreementModel()
-    for k in (2, 3, 7):  # normalised entropy: 1 when uniform, 0 when certain; q starts as the chance of being wrong
+def test_disagreement_curve_means_the_same_for_any_k() -> None:
+    for k in (2, 3, 7):  # before any label, q runs from certain agreement (surest item) to chance (least sure)
+        curve = DisagreementCurve()
+        curve.observe(np.vstack([np.full((1, k), 1 / k), np.eye(k)[:1], np.full((1, k), 1 / k) * 0.5 + np.eye(k)[:1] * 0.5]))
+        curve.observe(np.eye(k)[:1])  # the first batch becomes the reference items
         uniform, certain = np.full((1, k), 1 / k), np.eye(k)[:1]
-        assert np.isclose(DisagreementModel.inputs(uniform, 0)[0, 1], 1.0) and np.isclose(DisagreementModel.inputs(certain, 0)[0, 1], 0.0)
-        assert np.isclose(model.q(uniform, 0)[0], 1 - 1 / k, atol=1e-3) and model.q(certain, 0)[0] < 1e-3
+        assert curve.q(uniform)[0] > curve.q(certain)[0]
+        assert curve.curve(k)[-1] == pytest.approx(curve.centres_[-1] * (1 - 1 / k))
     policy = OCLPolicy(1, [1.0, 100.0], warmup=0)
     assert policy.defer(0, np.full((4, 7), 1 / 7), 10).dtype == bool
     assert ThresholdPolicy(0.5).defer(0, np.eye(7)[:3], 0).tolist() == [False] * 3
+
+
+def test_disagreement_curve_learns_each_bins_error_rate_and_stays_monotone() -> None:
+    rng = np.random.default_rng(0)
+    curve = DisagreementCurve(window=500, decay=1.0)
+    top = rng.uniform(0.5, 1.0, 4000)
+    probs = np.column_stack([top, 1 - top])
+    curve.observe(probs[:500])
+    curve.observe(probs[500:501])  # 500 reference items
+    truth = (1 - top) * 0.9  # the true chance of disagreement rises with unsureness
+    wrong = rng.random(4000) < truth
+    curve.learn(probs[1000:], wrong[1000:])
+    fitted = curve.curve()
+    assert np.all(np.diff(fitted) >= 0)
+    least_sure = np.argsort(top)[:400]
+    assert curve.q(probs[least_sure]).mean() == pytest.approx(truth[least_sure].mean(), abs=0.05)
+    assert curve.crossing(0.2) < curve.crossing(0.4) <= 1.0 and curve.crossing(2.0) == 1.0
+
+
+def test_disagreement_curve_is_unbiased_when_only_unsure_items_and_a_few_random_ones_are_labelled() -> None:
+    """What OCL labels: the items it defers (the least sure) plus random exploration. A model fitted on
+    those items alone underestimated q at the unsure end; each bin's rate must not care."""
+    rng = np.random.default_rng(1)
+    curve = DisagreementCurve(window=1000, decay=1.0)
+    top = rng.uniform(0.5, 1.0, 20000)
+    probs = np.column_stack([top, 1 - top])
+    curve.observe(probs[:1000])
+    curve.observe(probs[1000:1001])
+    truth = 0.03 + 0.9 * (1 - top) ** 2 * 4 * 0.5  # convex: rare disagreement when sure, ~0.48 when least sure
+    wrong = rng.random(len(top)) < truth
+    ranks = curve.ranks(probs)
+    labelled = (ranks > 0.9) | (rng.random(len(top)) < 0.05)
+    curve.learn(probs[labelled], wrong[labelled])
+    for part in (ranks < 0.5, (ranks > 0.8) & (ranks < 0.9), ranks > 0.97):
+        assert curve.q(probs[part]).mean() == pytest.approx(truth[part].mean(), abs=0.04)
+
+
+def test_pool_adjacent_violators_matches_scikit_learn() -> None:
+    from sklearn.isotonic import IsotonicRegression
+
+    from policies.cascade.deferral import pool_adjacent_violators
+
+    rng = np.random.default_rng(3)
+    values, weights = rng.random(17), rng.uniform(0.5, 5, 17)
+    expected = IsotonicRegression().fit(np.arange(17), values, sample_weight=weights).predict(np.arange(17))
+    assert np.allclose(pool_adjacent_violators(values, weights), expected)
 
 
 def test_class_figures_match_scikit_learn() -> None:

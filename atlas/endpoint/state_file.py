@@ -14,7 +14,7 @@ from typing import Any
 from atlas.errors import AtlasError
 
 FORMAT = "atlas-cascade-endpoint"
-VERSION = 1
+VERSION = 2  # 2: the OCL policy keeps a calibration curve per level (with a deque of recent items)
 CLASS_MODULES = ("sklearn", "policies.cascade")  # classes only: estimators, losses, policies, the replay buffer
 NUMPY_REBUILDERS = {"_frombuffer", "_reconstruct", "scalar"}  # how numpy pickles arrays and scalars
 BUILTINS = {"set", "frozenset", "slice", "range", "complex", "bytearray", "list", "dict", "tuple", "int", "float", "str", "bool"}
@@ -27,8 +27,8 @@ class StateFileError(AtlasError):
 def _allowed(module: str, name: str, found: Any) -> bool:
     if module == "builtins":
         return name in BUILTINS
-    if module in ("random", "numpy"):
-        return (module, name) in (("random", "Random"), ("numpy", "dtype"), ("numpy", "ndarray"))
+    if module in ("random", "numpy", "collections"):
+        return (module, name) in (("random", "Random"), ("numpy", "dtype"), ("numpy", "ndarray"), ("collections", "deque"))
     if module.startswith(("numpy._core.", "numpy.core.")):
         return name in NUMPY_REBUILDERS
     return any(module == m or module.startswith(m + ".") for m in CLASS_MODULES) and isinstance(found, type)
@@ -39,7 +39,7 @@ class _CascadeUnpickler(pickle.Unpickler):
     module's class) stops the load."""
 
     def find_class(self, module: str, name: str) -> Any:
-        found = super().find_class(module, name) if module.split(".")[0] in ("builtins", "random", "numpy", "sklearn", "policies") else None
+        found = super().find_class(module, name) if module.split(".")[0] in ("builtins", "random", "numpy", "collections", "sklearn", "policies") else None
         if found is None or not _allowed(module, name, found):
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a cascade state never holds")
         return found

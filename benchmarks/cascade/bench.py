@@ -40,9 +40,10 @@ class Case:
 def default_plan() -> list[Case]:
     return [
         Case("imdb-gpt-3.5", "imdb", 12500, GPT35_IMDB,
-             # q is a calibrated P(level wrong), mostly below 0.5 for a binary level, so the share falls
-             # from ~50% to ~5% as mu goes from 0.1 to 0.45: the grid is densest there
-             {"ocl": (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.36, 0.38, 0.4, 0.42), "threshold": (0.6, 0.8), "budget": (0.1, 0.2, 0.4)}),
+             # q is a calibrated P(level disagrees with the LLM), at most about 0.5 for a binary level, so the
+             # share falls from ~70% to ~5% as mu goes from 0.05 to 0.55: the grid is densest at the cheap end
+             {"ocl": (0.05, 0.1, 0.2, 0.3, 0.36, 0.38, 0.4, 0.42, 0.46, 0.5, 0.55), "threshold": (0.6, 0.8),
+              "budget": (0.05, 0.1, 0.2, 0.4)}),
         Case("imdb-by-length-gpt-3.5", "imdb-by-length", 12500, GPT35_IMDB, {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.2,)}),
         Case("imdb-local", "imdb", 5000, LOCAL_ANSWERS["imdb"], {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.1,)}),
     ]

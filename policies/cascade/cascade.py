@@ -23,7 +23,7 @@ from policies.cascade.drift import DisagreementDrift
 from policies.cascade.llm_level import LLMLevel
 from policies.cascade.replay import ReplayBuffer
 
-SAVE_FORMAT = "atlas-cascade/1"
+SAVE_FORMAT = "atlas-cascade/2"  # 2: the OCL policy keeps a calibration curve per level
 
 
 class CascadeStateError(ValueError):
@@ -138,10 +138,16 @@ class OnlineCascade:
         try:
             with path.open("rb") as source:
                 state = pickle.load(source)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
+        except (pickle.UnpicklingError, EOFError) as error:
             raise CascadeStateError(f"{path}: not a saved cascade ({error})") from None
-        if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
+        except (AttributeError, ImportError) as error:
+            raise CascadeStateError(f"{path}: not a saved cascade, or one saved by an earlier version of atlas whose classes are gone ({error}); "
+                                    "run the stream again to learn a new one") from None
+        if not isinstance(state, dict) or not str(state.get("format", "")).startswith("atlas-cascade/"):
             raise CascadeStateError(f"{path}: not a saved cascade of format {SAVE_FORMAT}")
+        if state["format"] != SAVE_FORMAT:
+            raise CascadeStateError(f"{path}: saved in format {state['format']}, this version reads {SAVE_FORMAT}; "
+                                    "run the stream again to learn a new one")
         cascade = cls(state["levels"], llm, state["policy"], batch_size=state["batch_size"], replay=state["replay"],
                       replay_k=state["replay_k"], drift=state["drift"], drift_boost=state["drift_boost"])
         cascade.position_ = state["position"]

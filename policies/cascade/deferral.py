@@ -2,11 +2,12 @@
 
 Every policy has one cost knob that moves the LLM share monotonically from (nearly) all items to none:
 `ThresholdPolicy(t)`: defer while the level's top probability is under t (t = 1: everything goes on).
-`OCLPolicy(mu)` (after Nie et al., Online Cascade Learning, 2024): per level an online logistic model
-estimates q = P(the level's answer differs from the LLM's) from the level's probabilities and how many
-labels it has learned from; it learns on every LLM-labelled item, and the level defers when the
-expected error it would leave, q, exceeds mu times the relative cost of the next level (mu = 0: defer
-everything; mu >= 1 against the LLM: only the warm-up and a small exploration share are deferred).
+`OCLPolicy(mu)` (after Nie et al., Online Cascade Learning, 2024): per level a calibration curve
+estimates q = P(the level's answer differs from the LLM's) from how unsure the level is of an item
+(its rank among the level's recent items); it learns on every LLM-labelled item, and the level defers
+the items whose q exceeds mu times the relative cost of the next level (mu = 0: defer everything;
+mu at or above the chance of error, 1 - 1/classes, against the LLM: only the warm-up and a small
+exploration share are deferred). Between the two the share falls steadily as mu rises.
 Exploration (a fading share of random deferrals) keeps q calibrated on items the level is sure of.
 `BudgetPolicy(F)`: a hard cap on LLM calls (a share of the items seen, or a count per window) that holds
 at every prefix; it spends the budget on the items the cascade is least sure of, with a cut that adapts.
@@ -20,13 +21,6 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
-
-
-def top_and_entropy(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    classes = max(2, probs.shape[1])
-    top = probs.max(axis=1)
-    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1) / math.log(classes)
-    return top, entropy
 
 
 def uncertainty(probs: np.ndarray) -> np.ndarray:
@@ -65,55 +59,119 @@ class ThresholdPolicy:
         return None
 
 
-class DisagreementModel:
-    """Online logistic regression for q = P(level answer != LLM answer) on [logit(1 - top), entropy,
-    log labels seen, 1]. It starts as q = 1 - top (the level's own word) and corrects itself on every
-    LLM-labelled item with AdaGrad steps."""
+class DisagreementCurve:
+    """q = P(the level's answer differs from the LLM's) as a function of how unsure the level is of an
+    item, measured as the item's rank among the level's recent items (a rank keeps its meaning while
+    the level sharpens; raw probabilities do not). The curve is a histogram over rank bins, finer at
+    the unsure end, of the LLM-labelled items with fading counts, made non-decreasing (pool adjacent
+    violators). Within a bin the policy's choice of labelled items depends on the bin only, plus random
+    exploration, so each bin's error rate is estimated without the selection bias a parametric model
+    fitted on deferred items has (it underestimated q at the unsure end once few items were deferred,
+    and the share then collapsed to the exploration floor)."""
 
-    def __init__(self, lr: float = 0.3) -> None:
-        self.w_ = np.array([1.0, 0.0, 0.0, 0.0])
-        self.g2_ = np.full(4, 1e-6)
-        self.lr = lr
+    EDGES = np.array([0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.91, 0.93, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0])
+
+    def __init__(self, window: int = 2000, decay: float = 0.995) -> None:
+        if window < 1 or not 0.0 < decay <= 1.0:
+            raise ValueError(f"need window >= 1 and 0 < decay <= 1, got window={window}, decay={decay}")
+        self.window = window
+        self.decay = decay
+        self.centres_ = (self.EDGES[:-1] + self.EDGES[1:]) / 2
+        self.recent_: deque[float] = deque(maxlen=window)  # uncertainties of the level's recent items
+        self.unranked_ = np.zeros(0)  # the batch being decided: joins `recent_` when the next one comes
+        self.seen_: np.ndarray | None = None  # per bin: fading count of labelled items and of disagreements
+        self.wrong_: np.ndarray | None = None
 
     @staticmethod
-    def inputs(probs: np.ndarray, labels_seen: int) -> np.ndarray:
-        top, entropy = top_and_entropy(probs)
-        wrong = np.clip(1.0 - top, 1e-6, 1 - 1e-6)
-        return np.column_stack([np.log(wrong / (1 - wrong)), entropy, np.full(len(probs), math.log1p(labels_seen) / 10), np.ones(len(probs))])
+    def unsureness(probs: np.ndarray) -> np.ndarray:
+        return 1.0 - probs.max(axis=1)
 
-    def q(self, probs: np.ndarray, labels_seen: int) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.clip(self.inputs(probs, labels_seen) @ self.w_, -30, 30)))
+    def ranks(self, probs: np.ndarray) -> np.ndarray:
+        """Where each item's unsureness falls among the recent items (0 = surest, 1 = least sure)."""
+        unsure = self.unsureness(probs)
+        if not self.recent_:
+            return np.full(len(unsure), 0.5)
+        ordered = np.sort(np.fromiter(self.recent_, float))
+        below, up_to = np.searchsorted(ordered, unsure, "left"), np.searchsorted(ordered, unsure, "right")
+        return (below + up_to) / (2.0 * len(ordered))
 
-    def step(self, probs: np.ndarray, wrong: np.ndarray, labels_seen: int) -> None:
-        x = self.inputs(probs, labels_seen)
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ self.w_, -30, 30)))
-        gradient = x.T @ (p - wrong.astype(float)) / len(x)
-        self.g2_ += gradient**2
-        self.w_ -= self.lr * gradient / np.sqrt(self.g2_)
+    def observe(self, probs: np.ndarray) -> None:
+        """A new batch is being decided: the previous one joins the reference items."""
+        self.recent_.extend(self.unranked_.tolist())
+        self.unranked_ = self.unsureness(probs)
+
+    def _counts(self, classes: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.seen_ is None or self.wrong_ is None:
+            # prior worth one item per bin: from certain agreement at rank 0 to chance at rank 1
+            self.seen_ = np.ones(len(self.centres_))
+            self.wrong_ = self.centres_ * (1.0 - 1.0 / max(2, classes))
+        return self.seen_, self.wrong_
+
+    def curve(self, classes: int = 2) -> np.ndarray:
+        """q at each bin's centre, non-decreasing in rank."""
+        seen, wrong = self.seen_, self.wrong_
+        if seen is None or wrong is None:
+            return self.centres_ * (1.0 - 1.0 / max(2, classes))
+        return pool_adjacent_violators(wrong / seen, seen)
+
+    def q(self, probs: np.ndarray) -> np.ndarray:
+        return np.interp(self.ranks(probs), self.centres_, self.curve(probs.shape[1]))
+
+    def crossing(self, limit: float, classes: int = 2) -> float:
+        """The lowest rank whose q exceeds `limit` (1.0: none does)."""
+        grid = np.linspace(0.0, 1.0, 401)
+        above = np.flatnonzero(np.interp(grid, self.centres_, self.curve(classes)) > limit)
+        return float(grid[above[0]]) if len(above) else 1.0
+
+    def learn(self, probs: np.ndarray, wrong: np.ndarray) -> None:
+        seen, counted = self._counts(probs.shape[1])
+        bins = np.clip(np.searchsorted(self.EDGES, self.ranks(probs), "right") - 1, 0, len(self.centres_) - 1)
+        for b, miss in zip(bins.tolist(), np.asarray(wrong, dtype=float).tolist()):
+            seen[b] = self.decay * seen[b] + 1.0
+            counted[b] = self.decay * counted[b] + miss
+
+
+def pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted least-squares non-decreasing fit to `values` (isotonic regression)."""
+    blocks: list[list[float]] = []  # [mean, weight, length]
+    for value, weight in zip(values.tolist(), weights.tolist()):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            last, before = blocks.pop(), blocks.pop()
+            total = last[1] + before[1]
+            blocks.append([(last[0] * last[1] + before[0] * before[1]) / total, total, last[2] + before[2]])
+    return np.array([mean for mean, _, length in blocks for _ in range(int(length))])
 
 
 class OCLPolicy:
-    """Learned, cost-aware deferral per level: defer when q > mu * (next level's cost / LLM cost)."""
+    """Learned, cost-aware deferral per level: defer the items whose q exceeds mu * (next level's cost /
+    LLM cost). The rank where the curve crosses that limit is followed smoothly (a moving average with
+    rate `follow`), so one noisy update of the curve does not swing the share."""
 
     name = "ocl"
 
     def __init__(self, levels: int, costs: Sequence[float], mu: float = 0.1, warmup: int = 100, explore: float = 0.05,
-                 explore_half_life: int = 500, min_explore: float = 0.005, lr: float = 0.3, seed: int = 0) -> None:
+                 explore_half_life: int = 500, min_explore: float = 0.005, follow: float = 0.05, window: int = 2000,
+                 decay: float = 0.995, seed: int = 0) -> None:
         if mu < 0:
             raise ValueError(f"mu must be >= 0, got {mu}")
         if len(costs) != levels + 1:
             raise ValueError(f"give one cost per level and the LLM's last: {levels + 1} costs, got {len(costs)}")
         if not 0.0 <= min_explore <= explore <= 1.0 or warmup < 0:
             raise ValueError("need 0 <= min_explore <= explore <= 1 and warmup >= 0")
+        if not 0.0 < follow <= 1.0:
+            raise ValueError(f"follow must be in (0, 1], got {follow}")
         self.mu = mu
         self.warmup = warmup
         self.explore = explore
         self.explore_half_life = explore_half_life
         self.min_explore = min_explore
-        self.models = [DisagreementModel(lr) for _ in range(levels)]
+        self.follow = follow
+        self.curves = [DisagreementCurve(window, decay) for _ in range(levels)]
         # what deferring from level i costs: the next level's price, relative to the LLM's
         self.defer_cost = [costs[i + 1] / costs[-1] for i in range(levels)]
         self.labels_seen = [0] * levels
+        self.cut_: list[float | None] = [None] * levels  # the followed rank above which a level defers
         self.boosted = 0.0
         self._rng = random.Random(f"ocl:{seed}")
 
@@ -124,16 +182,22 @@ class OCLPolicy:
         return max(self.min_explore, self.explore * fade) + self.boosted
 
     def defer(self, level: int, probs: np.ndarray, position: int) -> np.ndarray:
-        if position < self.warmup:
+        curve = self.curves[level]
+        curve.observe(probs)
+        if position < self.warmup or self.mu <= 0:
             return np.ones(len(probs), dtype=bool)
-        learned = self.models[level].q(probs, self.labels_seen[level]) > self.mu * self.defer_cost[level]
+        crossing = curve.crossing(self.mu * self.defer_cost[level], probs.shape[1])
+        previous = self.cut_[level]
+        cut = crossing if previous is None else (1.0 - self.follow) * previous + self.follow * crossing
+        self.cut_[level] = cut
+        learned = curve.ranks(probs) > cut if cut < 1.0 else np.zeros(len(probs), dtype=bool)
         share = self.explore_share(level)
         explored = np.array([self._rng.random() < share for _ in range(len(probs))], dtype=bool)
         return learned | explored
 
     def learn(self, level: int, probs: np.ndarray, wrong: np.ndarray, position: int) -> None:
         if len(probs):
-            self.models[level].step(probs, wrong, self.labels_seen[level])
+            self.curves[level].learn(probs, wrong)
             self.labels_seen[level] += len(probs)
 
     def admit(self, scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
