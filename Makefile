@@ -27,7 +27,11 @@ install: $(STAMP)
 
 # Test set-up only: llama.cpp's OpenAI-compatible server, which some slow tests run the agents against.
 # It compiles llama.cpp once (several minutes); pip keeps the built wheel in its cache for later installs.
+# Built for AVX2, not for the building CPU: a native build on a CPU with AMX crashed (SIGSEGV in llama_decode)
+# on any prompt longer than one token, and a wheel cached on one machine may run on another.
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 $(LLAMA): $(STAMP)
+	CMAKE_ARGS='$(LLAMA_CMAKE)' $(PIP) --force-reinstall --no-deps 'llama-cpp-python==0.3.36'
 	$(PIP) 'llama-cpp-python[server]==0.3.36'
 	@touch $(LLAMA)
 

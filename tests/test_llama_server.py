@@ -108,7 +108,15 @@ def test_agent_episodes_run_end_to_end_within_the_context(llama_server: str, tmp
     assert results["episodes"] == 2 and results["protocol"]["student"]["mode"] == "tools"
     assert all(r["llm_calls"] <= settings.agents.max_llm_calls for r in records)
     # whatever the small model says, no prompt outgrew the server's window: the overflow path (or the
-    # budget) kept every call that the server answered inside it, and no episode failed on the model
-    assert results["model_errors"] == 0, [(r["question"], r["reason"]) for r in records if r["model_error"]]
+    # budget) kept every call that the server answered inside it, and no episode failed on the model, except
+    # by the server's own runaway: llama-cpp-python 0.3.36's chatml-function-calling handler calls
+    # create_completion with max_tokens=None when tool_choice is "auto" (the free-text message and each tool's
+    # arguments), so a model that does not stop fills the context, and the handler's next sub-completion is
+    # refused with exactly n_ctx + 1 tokens "in the messages", however short the prompt the client sent. Such an
+    # episode is recorded as a model error, which is what a user of that server sees; any other kind fails here.
+    runaway = f"({CONTEXT + 1} in the messages"
+    errors = [(r["question"], r["reason"]) for r in records if r["model_error"]]
+    assert all(runaway in reason for _, reason in errors), errors
+    assert results["model_errors"] == len(errors) < len(records), errors  # at least one episode ran to its end
     assert meter.totals().calls > 4
     memory.close()
