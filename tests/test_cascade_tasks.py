@@ -237,17 +237,6 @@ def test_disagreement_curve_is_unbiased_when_only_unsure_items_and_a_few_random_
         assert curve.q(probs[part]).mean() == pytest.approx(truth[part].mean(), abs=0.04)
 
 
-def test_pool_adjacent_violators_matches_scikit_learn() -> None:
-    from sklearn.isotonic import IsotonicRegression
-
-    from policies.cascade.deferral import pool_adjacent_violators
-
-    rng = np.random.default_rng(3)
-    values, weights = rng.random(17), rng.uniform(0.5, 5, 17)
-    expected = IsotonicRegression().fit(np.arange(17), values, sample_weight=weights).predict(np.arange(17))
-    assert np.allclose(pool_adjacent_violators(values, weights), expected)
-
-
 def test_class_figures_match_scikit_learn() -> None:
     rng = np.random.default_rng(0)
     truth, predicted = rng.integers(0, 5, 400), rng.integers(0, 5, 400)

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.isotonic import isotonic_regression
 
 
 def uncertainty(probs: np.ndarray) -> np.ndarray:
@@ -63,9 +64,9 @@ class DisagreementCurve:
     """q = P(the level's answer differs from the LLM's) as a function of how unsure the level is of an
     item, measured as the item's rank among the level's recent items (a rank keeps its meaning while
     the level sharpens; raw probabilities do not). The curve is a histogram over rank bins, finer at
-    the unsure end, of the LLM-labelled items with fading counts, made non-decreasing (pool adjacent
-    violators). Within a bin the policy's choice of labelled items depends on the bin only, plus random
-    exploration, so each bin's error rate is estimated without the selection bias a parametric model
+    the unsure end, of the LLM-labelled items with fading counts, made non-decreasing (scikit-learn's
+    isotonic regression). Within a bin the policy's choice of labelled items depends on the bin only,
+    plus random exploration, so each bin's error rate is estimated without the selection bias a parametric model
     fitted on deferred items has (it underestimated q at the unsure end once few items were deferred,
     and the share then collapsed to the exploration floor)."""
 
@@ -82,13 +83,9 @@ class DisagreementCurve:
         self.seen_: np.ndarray | None = None  # per bin: fading count of labelled items and of disagreements
         self.wrong_: np.ndarray | None = None
 
-    @staticmethod
-    def unsureness(probs: np.ndarray) -> np.ndarray:
-        return 1.0 - probs.max(axis=1)
-
     def ranks(self, probs: np.ndarray) -> np.ndarray:
         """Where each item's unsureness falls among the recent items (0 = surest, 1 = least sure)."""
-        unsure = self.unsureness(probs)
+        unsure = uncertainty(probs)
         if not self.recent_:
             return np.full(len(unsure), 0.5)
         ordered = np.sort(np.fromiter(self.recent_, float))
@@ -98,21 +95,17 @@ class DisagreementCurve:
     def observe(self, probs: np.ndarray) -> None:
         """A new batch is being decided: the previous one joins the reference items."""
         self.recent_.extend(self.unranked_.tolist())
-        self.unranked_ = self.unsureness(probs)
+        self.unranked_ = uncertainty(probs)
 
-    def _counts(self, classes: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.seen_ is None or self.wrong_ is None:
-            # prior worth one item per bin: from certain agreement at rank 0 to chance at rank 1
-            self.seen_ = np.ones(len(self.centres_))
-            self.wrong_ = self.centres_ * (1.0 - 1.0 / max(2, classes))
-        return self.seen_, self.wrong_
+    def _prior(self, classes: int) -> np.ndarray:
+        """Before any label: from certain agreement at rank 0 to chance at rank 1."""
+        return self.centres_ * (1.0 - 1.0 / max(2, classes))
 
     def curve(self, classes: int = 2) -> np.ndarray:
         """q at each bin's centre, non-decreasing in rank."""
-        seen, wrong = self.seen_, self.wrong_
-        if seen is None or wrong is None:
-            return self.centres_ * (1.0 - 1.0 / max(2, classes))
-        return pool_adjacent_violators(wrong / seen, seen)
+        if self.seen_ is None or self.wrong_ is None:
+            return self._prior(classes)
+        return isotonic_regression(self.wrong_ / self.seen_, sample_weight=self.seen_)
 
     def q(self, probs: np.ndarray) -> np.ndarray:
         return np.interp(self.ranks(probs), self.centres_, self.curve(probs.shape[1]))
@@ -124,23 +117,13 @@ class DisagreementCurve:
         return float(grid[above[0]]) if len(above) else 1.0
 
     def learn(self, probs: np.ndarray, wrong: np.ndarray) -> None:
-        seen, counted = self._counts(probs.shape[1])
+        if self.seen_ is None or self.wrong_ is None:  # the prior is worth one labelled item per bin
+            self.seen_, self.wrong_ = np.ones(len(self.centres_)), self._prior(probs.shape[1])
+        seen, counted = self.seen_, self.wrong_
         bins = np.clip(np.searchsorted(self.EDGES, self.ranks(probs), "right") - 1, 0, len(self.centres_) - 1)
         for b, miss in zip(bins.tolist(), np.asarray(wrong, dtype=float).tolist()):
             seen[b] = self.decay * seen[b] + 1.0
             counted[b] = self.decay * counted[b] + miss
-
-
-def pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The weighted least-squares non-decreasing fit to `values` (isotonic regression)."""
-    blocks: list[list[float]] = []  # [mean, weight, length]
-    for value, weight in zip(values.tolist(), weights.tolist()):
-        blocks.append([value, weight, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            last, before = blocks.pop(), blocks.pop()
-            total = last[1] + before[1]
-            blocks.append([(last[0] * last[1] + before[0] * before[1]) / total, total, last[2] + before[2]])
-    return np.array([mean for mean, _, length in blocks for _ in range(int(length))])
 
 
 class OCLPolicy:
