@@ -7,11 +7,16 @@ with a fresh SQLite memory per configuration: 1, 4 and 16 local worker threads, 
 Figures: wall time, episodes/s, speed-up over one worker, the checks that every episode is recorded
 once in question order and no use or lesson is written twice for an episode, and whether the learning
 curve (success and cost per third) stays within noise of the sequential run (|z| <= 2 per third).
+Each configuration also gets its ceiling: the wall time an ideal scheduler would need for the same
+episodes (each its calls x the latency, no CPU, no start-up, handed out in question order to the first
+free worker), with its own call counts and with the sequential run's; the gap between a configuration's
+speed-up and these ceilings says how much is the engine and how much the work (extra calls).
 Then the cascade's live answerer on the same server: items/s at concurrency 1 and 16.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import multiprocessing
@@ -156,6 +161,17 @@ def _z(x: Sequence[float], y: Sequence[float]) -> float:
     return 0.0 if se == 0 else (my - mx) / se
 
 
+def ideal_wall_s(calls: Sequence[int], workers: int, latency_s: float) -> float:
+    """Makespan of the episodes (in question order, each to the first free of `workers`) if an episode
+    took exactly its calls x `latency_s`: what no engine can beat with these calls."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    free = [0.0] * min(workers, max(1, len(calls)))
+    for n in calls:
+        heapq.heappush(free, heapq.heappop(free) + n * latency_s)
+    return max(free)
+
+
 def answerer_throughput(settings: AtlasSettings, items: int, concurrency: Sequence[int]) -> dict[str, Any]:
     """The cascade's live answerer for an `openai:` model: items/s at each concurrency."""
     from atlas.llm import make_llm
@@ -193,8 +209,13 @@ def run_scale_bench(world: Path, out: Path, settings: AtlasSettings, episodes: i
         answerer = answerer_throughput(local, answerer_items, (1, 16)) if answerer_items else None
     base_name = f"threads_{workers[0]}"
     base = configs[base_name]
+    base_calls = [r["llm_calls"] for r in base["_records"]]
     for name, config in configs.items():
         config["speedup"] = round(base["seconds"] / config["seconds"], 2)
+        own = ideal_wall_s([r["llm_calls"] for r in config["_records"]], config["workers"], latency_s)
+        same = ideal_wall_s(base_calls, config["workers"], latency_s)
+        config["ideal"] = {"seconds": round(own, 1), "seconds_with_sequential_calls": round(same, 1),
+                           "speedup": round(base["seconds"] / own, 2), "speedup_with_sequential_calls": round(base["seconds"] / same, 2)}
         config["speedup_without_startup"] = round(base["seconds"] / max(1e-9, config["seconds"] - config["startup_s"]), 2)
         config["learning_curve_vs_sequential"] = within_noise(base["_records"], config["_records"]) if name != base_name else None
     for config in configs.values():
@@ -220,13 +241,17 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"{results['episodes']} episodes, stand-in model behind the fake OpenAI server with {results['latency_s'] * 1000:.0f} ms per call, seed {results['seed']}.",
         "",
-        "| configuration | wall s | startup s | episodes/s | speed-up | LLM calls | success | cost/task ($) | curve within noise | checks |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | wall s | startup s | episodes/s | speed-up | ceiling: own calls / sequential's | LLM calls | success | cost/task ($) | curve within noise | checks |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, c in results["configs"].items():
         curve = c["learning_curve_vs_sequential"]
-        lines.append(f"| {name} | {c['seconds']} | {c['startup_s']} | {c['episodes_per_s']} | {c['speedup']} | {c['llm_calls']} | {c['success_rate']:.3f} | "
+        ceiling = f"{c['ideal']['speedup']} / {c['ideal']['speedup_with_sequential_calls']}"
+        lines.append(f"| {name} | {c['seconds']} | {c['startup_s']} | {c['episodes_per_s']} | {c['speedup']} | {ceiling} | {c['llm_calls']} | {c['success_rate']:.3f} | "
                      f"{c['cost_per_task']:.4f} | {'-' if curve is None else ('yes' if curve['met'] else 'no')} | {'ok' if all(c['checks'].values()) else c['checks']} |")
+    lines += ["", "Ceiling: the speed-up of an ideal scheduler (no CPU, no start-up; episodes in question order to the first free worker, "
+              "each its calls x the latency) with the configuration's own calls, and with the sequential run's. Below the first: "
+              "the engine (CPU, start-up); between the two: the extra calls the concurrent run made."]
     answerer = results.get("answerer")
     if answerer:
         lines += ["", f"Live answerer ({answerer['items']} items): concurrency 1 {answerer['1']['items_per_s']} items/s, 16 {answerer['16']['items_per_s']} items/s ({answerer['speedup']}x)."]

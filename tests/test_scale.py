@@ -201,6 +201,17 @@ def test_bench_scale_refuses_bad_worker_lists(tmp_path: Path, workers: str) -> N
     assert result.exit_code == 2 and "--workers" in result.output and not (tmp_path / "o").exists()
 
 
+def test_ideal_wall_time_hands_episodes_out_in_order_to_the_first_free_worker() -> None:
+    from benchmarks.scale_bench import ideal_wall_s
+
+    assert ideal_wall_s([3, 1, 1, 1], 1, 0.5) == 3.0  # one worker: the sum
+    assert ideal_wall_s([3, 1, 1, 1], 2, 1.0) == 3.0  # the long one first; the short ones fill the other worker
+    assert ideal_wall_s([1, 1, 1, 3], 2, 1.0) == 4.0  # the long one last: it starts late (question order is kept)
+    assert ideal_wall_s([2, 2], 16, 1.0) == 2.0 and ideal_wall_s([], 4, 1.0) == 0.0
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        ideal_wall_s([1], 0, 1.0)
+
+
 @pytest.mark.slow
 def test_bench_scale_end_to_end_on_a_few_episodes(world: Path, tmp_path: Path) -> None:
     from benchmarks.scale_bench import run_scale_bench
@@ -211,3 +222,6 @@ def test_bench_scale_end_to_end_on_a_few_episodes(world: Path, tmp_path: Path) -
     assert all(all(c["checks"].values()) for c in results["configs"].values())
     assert results["configs"]["threads_2"]["learning_curve_vs_sequential"] is not None and results["answerer"]["items"] == 4
     assert (tmp_path / "bench" / "report.md").is_file()
+    two = results["configs"]["threads_2"]["ideal"]  # a ceiling is never below the measured speed-up of an engine with CPU
+    assert two["speedup"] >= results["configs"]["threads_2"]["speedup"] and results["configs"]["threads_1"]["ideal"]["seconds"] <= results["configs"]["threads_1"]["seconds"]
+    assert "ceiling: own calls / sequential's" in (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")
