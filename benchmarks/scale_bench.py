@@ -214,8 +214,8 @@ def run_scale_bench(world: Path, out: Path, settings: AtlasSettings, episodes: i
         config["speedup"] = round(base["seconds"] / config["seconds"], 2)
         own = ideal_wall_s([r["llm_calls"] for r in config["_records"]], config["workers"], latency_s)
         same = ideal_wall_s(base_calls, config["workers"], latency_s)
-        config["ideal"] = {"seconds": round(own, 1), "seconds_with_sequential_calls": round(same, 1),
-                           "speedup": round(base["seconds"] / own, 2), "speedup_with_sequential_calls": round(base["seconds"] / same, 2)}
+        config["ideal"] = {"seconds": round(own, 1), "seconds_with_sequential_calls": round(same, 1),  # no ceiling without latency
+                           "speedup": round(base["seconds"] / own, 2) if own else None, "speedup_with_sequential_calls": round(base["seconds"] / same, 2) if same else None}
         config["speedup_without_startup"] = round(base["seconds"] / max(1e-9, config["seconds"] - config["startup_s"]), 2)
         config["learning_curve_vs_sequential"] = within_noise(base["_records"], config["_records"]) if name != base_name else None
     for config in configs.values():
@@ -246,7 +246,7 @@ def report(results: dict[str, Any]) -> str:
     ]
     for name, c in results["configs"].items():
         curve = c["learning_curve_vs_sequential"]
-        ceiling = f"{c['ideal']['speedup']} / {c['ideal']['speedup_with_sequential_calls']}"
+        ceiling = " / ".join("-" if v is None else str(v) for v in (c["ideal"]["speedup"], c["ideal"]["speedup_with_sequential_calls"]))
         lines.append(f"| {name} | {c['seconds']} | {c['startup_s']} | {c['episodes_per_s']} | {c['speedup']} | {ceiling} | {c['llm_calls']} | {c['success_rate']:.3f} | "
                      f"{c['cost_per_task']:.4f} | {'-' if curve is None else ('yes' if curve['met'] else 'no')} | {'ok' if all(c['checks'].values()) else c['checks']} |")
     lines += ["", "Ceiling: the speed-up of an ideal scheduler (no CPU, no start-up; episodes in question order to the first free worker, "

@@ -225,3 +225,13 @@ def test_bench_scale_end_to_end_on_a_few_episodes(world: Path, tmp_path: Path) -
     two = results["configs"]["threads_2"]["ideal"]  # a ceiling is never below the measured speed-up of an engine with CPU
     assert two["speedup"] >= results["configs"]["threads_2"]["speedup"] and results["configs"]["threads_1"]["ideal"]["seconds"] <= results["configs"]["threads_1"]["seconds"]
     assert "ceiling: own calls / sequential's" in (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_bench_scale_without_latency_has_no_ceiling(world: Path, tmp_path: Path) -> None:
+    from benchmarks.scale_bench import run_scale_bench
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    results = run_scale_bench(world, tmp_path / "bench", settings, episodes=2, latency_s=0.0, workers=(1,), ray_actors=None, answerer_items=0)
+    assert results["configs"]["threads_1"]["ideal"] == {"seconds": 0.0, "seconds_with_sequential_calls": 0.0, "speedup": None, "speedup_with_sequential_calls": None}
+    assert "| - / - |" in (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")
