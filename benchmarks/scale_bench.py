@@ -28,13 +28,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from atlas.config import AtlasSettings
+from atlas.config import DEFAULT_PRICE_KEY, AtlasSettings
 from atlas.errors import AtlasError
 from atlas.runner import RayWorkers, RunSpec, read_records, run_episodes
 from benchmarks.investigation.episodes import select_questions, world_paths
 from benchmarks.investigation.question_files import read_questions
 
-STUDENT, TEACHER = "openai:standin-student", "openai:standin-teacher"
+STUDENT, TEACHER, LABELLER = "openai:standin-student", "openai:standin-teacher", "openai:standin-labeller"
 SCOPE = ("benchmark:soc",)
 
 
@@ -75,8 +75,12 @@ class ServerProcess:
 
 
 def endpoint_settings(settings: AtlasSettings, url: str, key: str) -> AtlasSettings:
+    """The settings pointed at the fake endpoint; the stand-in models are priced at `prices.default`, declared
+    (the same figures, without a warning per configuration and model that the price was not set)."""
     endpoint = settings.openai.model_copy(update={"base_url": url, "api_key": SecretStr(key), "timeout_s": 120.0, "deadline_s": 300.0})
-    return settings.model_copy(update={"openai": endpoint})
+    default = settings.prices[DEFAULT_PRICE_KEY]
+    prices = {**{spec.split(":", 1)[1]: default for spec in (STUDENT, TEACHER, LABELLER)}, **settings.prices}  # a user's own price wins
+    return settings.model_copy(update={"openai": endpoint, "prices": prices})
 
 
 def run_config(name: str, world: Path, out: Path, settings: AtlasSettings, questions: list, workers: int, ray_actors: int | None,
@@ -182,7 +186,7 @@ def answerer_throughput(settings: AtlasSettings, items: int, concurrency: Sequen
     ids = [str(n) for n in range(items)]
     out: dict[str, Any] = {"items": items}
     for width in concurrency:
-        client = make_llm("openai:standin-labeller", settings, cache=False)
+        client = make_llm(LABELLER, settings, cache=False)
         answerer = LiveAnswerer(client, SENTIMENT_PROMPT, concurrency=width)
         started = time.perf_counter()
         answers = answerer(ids, texts)

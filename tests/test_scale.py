@@ -212,6 +212,24 @@ def test_ideal_wall_time_hands_episodes_out_in_order_to_the_first_free_worker() 
         ideal_wall_s([1], 0, 1.0)
 
 
+def test_bench_endpoint_declares_the_stand_ins_prices_and_keeps_a_users_own(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from atlas.config import Price
+    from atlas.llm.meter import PriceTable
+    from benchmarks.scale_bench import endpoint_settings
+
+    mine = Price(input_per_1m=1.0, output_per_1m=2.0)
+    settings = load_settings(home=str(tmp_path / "home"))
+    settings = settings.model_copy(update={"prices": {**settings.prices, "standin-teacher": mine}})
+    local = endpoint_settings(settings, "http://127.0.0.1:1/v1", "key")
+    assert local.price_for("standin-student") == settings.prices["default"] and local.price_for("standin-teacher") == mine
+    with caplog.at_level("WARNING"):
+        PriceTable(settings).price("standin-labeller", is_local=False)  # undeclared: the warning the bench avoids
+        assert "no price for model 'standin-labeller'" in caplog.text
+        caplog.clear()
+        PriceTable(local).price("standin-labeller", is_local=False)
+    assert "no price" not in caplog.text and local.openai.base_url == "http://127.0.0.1:1/v1"
+
+
 @pytest.mark.slow
 def test_bench_scale_end_to_end_on_a_few_episodes(world: Path, tmp_path: Path) -> None:
     from benchmarks.scale_bench import run_scale_bench
