@@ -13,6 +13,7 @@ with that error. Actors take no CPU reservation (they wait on I/O), so a small m
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class EpisodeActor:
     """The body of one Ray actor: builds its worker once, then runs one episode per call."""
 
     def __init__(self, recipe: Callable[[], WorkerParts], settings: AgentSettings, run: RunSettings, out: str, memory_target: str | None) -> None:
+        started = time.perf_counter()
         self.error: str | None = None
         self.worker: EpisodeWorker | None = None
         try:
@@ -56,9 +58,11 @@ class EpisodeActor:
             self.worker = EpisodeWorker(self.parts.student, self.parts.teacher, settings, run, self.parts.memory, self.parts.make_episode, checkpointer, self.parts.meter)
         except Exception as error:  # reported by ready(): the driver stops the run with it
             self.error = f"{type(error).__name__}: {error}"
+        self.build_s = time.perf_counter() - started
 
-    def ready(self) -> tuple[str | None, int]:
-        return self.error, os.getpid()
+    def ready(self) -> tuple[str | None, int, float]:
+        """Why the actor could not start (None: it did), its process, and how long building its parts took."""
+        return self.error, os.getpid(), self.build_s
 
     def pid(self) -> int:
         return os.getpid()
@@ -87,6 +91,7 @@ class RayPool:
             raise AtlasError("--ray needs the `ray` package: pip install 'atlas-cl[ray]'") from None
         self.ray = ray
         self._started = False
+        began = time.perf_counter()
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "namespace": "atlas"}
             if target.address == "auto":  # a running cluster (RAY_ADDRESS, or one started on this host), else a local one
@@ -94,6 +99,8 @@ class RayPool:
             else:
                 ray.init(address=target.address, **options)
             self._started = True
+        # where the start-up went: the cluster's own start (0 when one was running), each first actor's build
+        self.startup: dict[str, Any] = {"cluster_s": round(time.perf_counter() - began, 2), "actors_s": []}
         self._args = (target.recipe, settings, run, str(out.resolve()), memory_target)
         self._prefix = f"atlas-worker-{run_id or 'run'}"
         self._remote = ray.remote(num_cpus=0, max_concurrency=2, max_restarts=0)(EpisodeActor)  # type: ignore[call-overload]
@@ -103,22 +110,26 @@ class RayPool:
         self._flights: dict[Any, _Flight] = {}
         self._idle: list[int] = list(range(target.actors))
         starting = [self._start(slot) for slot in range(target.actors)]
-        self._check_ready(starting)
+        self.startup["actors_s"] = self._check_ready(starting)
 
     def _start(self, slot: int) -> Any:
         actor = self._remote.options(name=f"{self._prefix}-{slot}-{os.urandom(3).hex()}", namespace="atlas").remote(*self._args)
         self.actors[slot] = actor
         return actor.ready.remote()
 
-    def _check_ready(self, refs: list[Any]) -> None:
+    def _check_ready(self, refs: list[Any]) -> list[float]:
+        """Wait for the actors to be built; returns each one's build seconds (in `refs` order)."""
         ready, waiting = self.ray.wait(refs, num_returns=len(refs), timeout=READY_TIMEOUT_S)
         if waiting:
             raise AtlasError(f"{len(waiting)} Ray workers did not start within {READY_TIMEOUT_S:.0f} s; check the cluster (`ray status`)")
-        for ref in ready:
-            error, _pid = self.ray.get(ref)
+        built = []
+        for ref in refs:
+            error, _pid, build_s = self.ray.get(ref)
             if error:
                 self.close()
                 raise AtlasError(f"a Ray worker could not start: {error}")
+            built.append(round(build_s, 2))
+        return built
 
     def pids(self) -> list[int]:
         return [self.ray.get(actor.pid.remote()) for actor in self.actors]

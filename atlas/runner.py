@@ -110,6 +110,7 @@ class Pool(Protocol):
 
     busy: int
     retried: int
+    startup: dict[str, Any]  # where the pool's start-up went (Ray: the cluster's start and each actor's build)
 
     def submit(self, job: EpisodeJob, bandit: LaneBandit) -> None: ...
 
@@ -125,6 +126,7 @@ class ThreadPool:
         self.worker = worker
         self.busy = 0
         self.retried = 0  # a thread never loses its episode
+        self.startup: dict[str, Any] = {}  # threads start at once
         self._jobs: queue.Queue[tuple[EpisodeJob, LaneBandit] | None] = queue.Queue()
         self._done: queue.Queue[tuple[EpisodeJob, dict[str, Any] | BaseException]] = queue.Queue()
         self._threads = [threading.Thread(target=self._serve, name=f"episode-worker-{n}", daemon=True) for n in range(size)]
@@ -203,11 +205,12 @@ def run_episodes(
             _drive(pool, width, jobs, bandit, lanes, episodes_path, checkpointer, done, progress, should_stop)
         finally:
             pool.close()
-        retried = pool.retried
+        retried, startup_detail = pool.retried, pool.startup
     results = {
         "run": spec.name, "lane": spec.lane, "learn": spec.learn, "memory": spec.memory is not None, "seed": spec.seed, **spec.extra,
         **summarize(done), "bandit": bandit.to_dict(), **({"protocol": protocol} if protocol else {}),
-        "workers": {"kind": "ray" if spec.ray is not None else "threads", "size": width, "retried": retried}, "pool_startup_s": round(startup, 2),
+        "workers": {"kind": "ray" if spec.ray is not None else "threads", "size": width, "retried": retried, "startup": startup_detail},
+        "pool_startup_s": round(startup, 2),
     }
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return results

@@ -115,7 +115,7 @@ def run_config(name: str, world: Path, out: Path, settings: AtlasSettings, quest
     records = read_records(folder / "run" / "episodes.jsonl")
     return {
         "workers": ray_actors or workers, "ray": bool(ray_actors), "seconds": round(seconds, 1),
-        "startup_s": results.get("pool_startup_s", 0.0),
+        "startup_s": results.get("pool_startup_s", 0.0), "startup_detail": results["workers"]["startup"],
         "episodes_per_s": round(len(records) / seconds, 3),
         "llm_calls": sum(r["llm_calls"] for r in records),
         "phases": {k: {"success_rate": v["success_rate"], "cost_per_task": v["cost_per_task"], "n": v["episodes"]} for k, v in results["phases"].items()},
@@ -256,6 +256,10 @@ def report(results: dict[str, Any]) -> str:
     lines += ["", "Ceiling: the speed-up of an ideal scheduler (no CPU, no start-up; episodes in question order to the first free worker, "
               "each its calls x the latency) with the configuration's own calls, and with the sequential run's. Below the first: "
               "the engine (CPU, start-up); between the two: the extra calls the concurrent run made."]
+    for name, c in results["configs"].items():
+        detail = c.get("startup_detail") or {}
+        if detail.get("actors_s"):
+            lines += ["", f"{name} start-up: the cluster {detail['cluster_s']} s, then the actors' builds {min(detail['actors_s'])}-{max(detail['actors_s'])} s (at once)."]
     answerer = results.get("answerer")
     if answerer:
         lines += ["", f"Live answerer ({answerer['items']} items): concurrency 1 {answerer['1']['items_per_s']} items/s, 16 {answerer['16']['items_per_s']} items/s ({answerer['speedup']}x)."]

@@ -64,7 +64,7 @@ def test_workers_record_each_episode_once_in_question_order_and_resume(world: Pa
     results = run(world, tmp_path / "run", memory, workers=4, limit=24, resume=True)
     lines = lines_of(tmp_path / "run")
     assert [r["index"] for r in lines] == list(range(24)) and len({r["episode"] for r in lines}) == 24
-    assert results["episodes"] == 24 and results["workers"] == {"kind": "threads", "size": 4, "retried": 0}
+    assert results["episodes"] == 24 and results["workers"] == {"kind": "threads", "size": 4, "retried": 0, "startup": {}}
     assert sum(len(r["pamphlets_written"]) for r in lines) > 0 and results["success_rate"] > 0.5
     assert_lessons_once(memory)
     memory.close()
@@ -228,6 +228,20 @@ def test_bench_endpoint_declares_the_stand_ins_prices_and_keeps_a_users_own(tmp_
         caplog.clear()
         PriceTable(local).price("standin-labeller", is_local=False)
     assert "no price" not in caplog.text and local.openai.base_url == "http://127.0.0.1:1/v1"
+
+
+def test_bench_report_splits_a_ray_start_up_and_shows_no_ceiling_as_a_dash() -> None:
+    from benchmarks.scale_bench import report
+
+    def config(detail: dict, ceiling: float | None) -> dict:
+        return {"seconds": 10.0, "startup_s": 4.0, "episodes_per_s": 0.4, "speedup": 1.0, "ideal": {"speedup": ceiling, "speedup_with_sequential_calls": ceiling},
+                "llm_calls": 30, "success_rate": 1.0, "cost_per_task": 0.01, "learning_curve_vs_sequential": None, "checks": {"ok": True}, "startup_detail": detail}
+
+    results = {"episodes": 4, "latency_s": 0.3, "seed": 0, "targets": {}, "answerer": None,
+               "configs": {"threads_1": config({}, None), "ray_2": config({"cluster_s": 1.5, "actors_s": [2.25, 3.0]}, 1.2)}}
+    text = report(results)
+    assert "ray_2 start-up: the cluster 1.5 s, then the actors' builds 2.25-3.0 s" in text and "threads_1 start-up" not in text
+    assert "| threads_1 | 10.0 | 4.0 | 0.4 | 1.0 | - / - |" in text and "| 1.2 / 1.2 |" in text
 
 
 @pytest.mark.slow
