@@ -259,7 +259,8 @@ def report(results: dict[str, Any]) -> str:
     for name, c in results["configs"].items():
         detail = c.get("startup_detail") or {}
         if detail.get("actors_s"):
-            lines += ["", f"{name} start-up: the cluster {detail['cluster_s']} s, then the actors' builds {min(detail['actors_s'])}-{max(detail['actors_s'])} s (at once)."]
+            lines += ["", f"{name} start-up: the cluster {detail['cluster_s']} s, the actors' processes and imports {detail['processes_s']} s, "
+                          f"their builds {min(detail['actors_s'])}-{max(detail['actors_s'])} s (at once)."]
     answerer = results.get("answerer")
     if answerer:
         lines += ["", f"Live answerer ({answerer['items']} items): concurrency 1 {answerer['1']['items_per_s']} items/s, 16 {answerer['16']['items_per_s']} items/s ({answerer['speedup']}x)."]

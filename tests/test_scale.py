@@ -238,9 +238,9 @@ def test_bench_report_splits_a_ray_start_up_and_shows_no_ceiling_as_a_dash() -> 
                 "llm_calls": 30, "success_rate": 1.0, "cost_per_task": 0.01, "learning_curve_vs_sequential": None, "checks": {"ok": True}, "startup_detail": detail}
 
     results = {"episodes": 4, "latency_s": 0.3, "seed": 0, "targets": {}, "answerer": None,
-               "configs": {"threads_1": config({}, None), "ray_2": config({"cluster_s": 1.5, "actors_s": [2.25, 3.0]}, 1.2)}}
+               "configs": {"threads_1": config({}, None), "ray_2": config({"cluster_s": 1.5, "processes_s": 0.5, "actors_s": [2.25, 3.0]}, 1.2)}}
     text = report(results)
-    assert "ray_2 start-up: the cluster 1.5 s, then the actors' builds 2.25-3.0 s" in text and "threads_1 start-up" not in text
+    assert "ray_2 start-up: the cluster 1.5 s, the actors' processes and imports 0.5 s, their builds 2.25-3.0 s" in text and "threads_1 start-up" not in text
     assert "| threads_1 | 10.0 | 4.0 | 0.4 | 1.0 | - / - |" in text and "| 1.2 / 1.2 |" in text
 
 
