@@ -110,7 +110,7 @@ class Pool(Protocol):
 
     busy: int
     retried: int
-    startup: dict[str, Any]  # where the pool's start-up went (Ray: the cluster's start and each actor's build)
+    startup: dict[str, Any]  # where the pool's start-up went (Ray: the cluster's start, the actors' processes, each build)
 
     def submit(self, job: EpisodeJob, bandit: LaneBandit) -> None: ...
 
