@@ -99,10 +99,7 @@ class RayPool:
             else:
                 ray.init(address=target.address, **options)
             self._started = True
-        # where the start-up went: the cluster's own start (0 when one was running), each first actor's build,
-        # and the rest: starting the actors' processes and importing their code, before any build begins
         cluster_s = time.perf_counter() - began
-        self.startup: dict[str, Any] = {"cluster_s": round(cluster_s, 2), "processes_s": 0.0, "actors_s": []}
         self._args = (target.recipe, settings, run, str(out.resolve()), memory_target)
         self._prefix = f"atlas-worker-{run_id or 'run'}"
         self._remote = ray.remote(num_cpus=0, max_concurrency=2, max_restarts=0)(EpisodeActor)  # type: ignore[call-overload]
@@ -112,8 +109,11 @@ class RayPool:
         self._flights: dict[Any, _Flight] = {}
         self._idle: list[int] = list(range(target.actors))
         starting = [self._start(slot) for slot in range(target.actors)]
-        self.startup["actors_s"] = self._check_ready(starting)
-        self.startup["processes_s"] = round(max(0.0, time.perf_counter() - began - cluster_s - max(self.startup["actors_s"], default=0.0)), 2)
+        built = self._check_ready(starting)
+        # where the start-up went: the cluster's own start (0 when one was running), each first actor's build,
+        # and the rest: starting the actors' processes and importing their code, before any build begins
+        processes_s = max(0.0, time.perf_counter() - began - cluster_s - max(built, default=0.0))
+        self.startup: dict[str, Any] = {"cluster_s": round(cluster_s, 2), "processes_s": round(processes_s, 2), "actors_s": built}
 
     def _start(self, slot: int) -> Any:
         actor = self._remote.options(name=f"{self._prefix}-{slot}-{os.urandom(3).hex()}", namespace="atlas").remote(*self._args)

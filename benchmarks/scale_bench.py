@@ -218,8 +218,12 @@ def run_scale_bench(world: Path, out: Path, settings: AtlasSettings, episodes: i
         config["speedup"] = round(base["seconds"] / config["seconds"], 2)
         own = ideal_wall_s([r["llm_calls"] for r in config["_records"]], config["workers"], latency_s)
         same = ideal_wall_s(base_calls, config["workers"], latency_s)
-        config["ideal"] = {"seconds": round(own, 1), "seconds_with_sequential_calls": round(same, 1),  # no ceiling without latency
-                           "speedup": round(base["seconds"] / own, 2) if own else None, "speedup_with_sequential_calls": round(base["seconds"] / same, 2) if same else None}
+
+        def ceiling(ideal_s: float) -> float | None:  # no ceiling without latency
+            return round(base["seconds"] / ideal_s, 2) if ideal_s else None
+
+        config["ideal"] = {"seconds": round(own, 1), "seconds_with_sequential_calls": round(same, 1),
+                           "speedup": ceiling(own), "speedup_with_sequential_calls": ceiling(same)}
         config["speedup_without_startup"] = round(base["seconds"] / max(1e-9, config["seconds"] - config["startup_s"]), 2)
         config["learning_curve_vs_sequential"] = within_noise(base["_records"], config["_records"]) if name != base_name else None
     for config in configs.values():

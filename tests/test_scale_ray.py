@@ -69,7 +69,7 @@ def test_a_killed_worker_loses_nothing_with_a_shared_postgres_memory(local_ray, 
     results = ray_run(world, tmp_path / "run", memory, postgres_url, actors=2, limit=12, progress=kill_one)
     lines = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]
     assert killed and results["workers"]["kind"] == "ray" and results["workers"]["retried"] >= 1
-    startup = results["workers"]["startup"]  # Ray was running (the fixture's): only the actors' builds took time
+    startup = results["workers"]["startup"]  # Ray was running (the fixture's): no cluster start, only the actors' own
     assert startup["cluster_s"] < 1 and len(startup["actors_s"]) == 2 and all(0 < s <= results["pool_startup_s"] for s in startup["actors_s"])
     assert 0 <= startup["processes_s"] and startup["cluster_s"] + startup["processes_s"] + max(startup["actors_s"]) <= results["pool_startup_s"] + 0.05
     assert [r["index"] for r in lines] == list(range(12)) and len({r["episode"] for r in lines}) == 12
