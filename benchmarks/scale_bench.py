@@ -87,7 +87,7 @@ def run_config(name: str, world: Path, out: Path, settings: AtlasSettings, quest
                seed: int, progress: Callable[[str, dict[str, Any]], None] | None) -> dict[str, Any]:
     """One configuration on a fresh memory; returns its figures and checks."""
     from atlas.cli.run import make_agents
-    from atlas.cli.workers import WorkerRecipe
+    from atlas.cli.workers import WorkerRecipe, decided_capabilities
     from atlas.llm.meter import Meter
     from benchmarks.investigation.arms import inputs_for
     from benchmarks.investigation.database import open_database
@@ -101,7 +101,8 @@ def run_config(name: str, world: Path, out: Path, settings: AtlasSettings, quest
     store = MemoryStore.open(str(folder / "memory.sqlite"), index_dir=folder / "indexes")
     ray = None
     if ray_actors:
-        recipe = WorkerRecipe("llm", STUDENT, TEACHER, settings.model_copy(update={"home": folder}), str(db_path), str(questions_path), store.target)
+        recipe = WorkerRecipe("llm", STUDENT, TEACHER, settings.model_copy(update={"home": folder}), str(db_path), str(questions_path), store.target,
+                              decided_capabilities(student, teacher))
         ray = RayWorkers("auto", ray_actors, recipe)
     try:
         with open_database(str(db_path)) as database:

@@ -13,7 +13,7 @@ from atlas.config import load_settings
 from atlas.distillation import concrete_identifier
 from atlas.errors import LLMConfigError, LLMError
 from atlas.llm import make_llm
-from atlas.llm.capabilities import preflight
+from atlas.llm.capabilities import Capabilities, assume, preflight
 from atlas.llm.ledger import CallCapReached, CallLedger
 from atlas.llm.types import ChatMessage
 from tests.openai_server import Fault, Reply
@@ -133,6 +133,26 @@ def test_capabilities_are_probed_once_and_settings_can_force_them(openai_server,
     forced = load_settings(environ={"OPENAI_API_KEY": openai_server.api_key, "OPENAI_BASE_URL": openai_server.url}, home=str(tmp_path), openai__tools="off", openai__structured_outputs="off")
     text_client = make_llm("openai:gpt-4o-mini", forced)
     assert preflight(text_client).mode == "text" and text_client.capabilities.how == "settings"
+
+
+def test_capabilities_found_elsewhere_are_taken_without_probing(openai_server, openai_settings) -> None:
+    """A Ray actor takes its driver's findings: one tiny call proves it reaches the model, no probe is repeated."""
+    openai_server.responder = lambda request: Reply(tool_calls=[("ping", {"word": "ok"})]) if request.get("tools") else Reply(content='{"yes": true}')
+    driver = make_llm("openai:gpt-4o-mini", openai_settings)
+    found = preflight(driver)
+    assert found.schema_form == "json_schema" and len(openai_server.requests) == 2
+    actor = make_llm("openai:gpt-4o-mini", openai_settings)
+    assume(actor, found)
+    assert preflight(actor).mode == "tools" and actor.capabilities.how == "given"
+    assert len(openai_server.requests) == 3 and not openai_server.requests[-1].get("tools")  # the ping, not a probe
+    llama_like = make_llm("openai:gpt-4o-mini", openai_settings)
+    assume(llama_like, Capabilities(tools=False, json_schema=True, how="probed", schema_form="json_object"))
+    assert llama_like.backend.schema_form == "json_object" and llama_like.capabilities.mode == "json-schema"
+    openai_server.queue(*[Fault(status=503)] * 10)
+    unreachable = make_llm("openai:gpt-4o-mini", openai_settings)
+    assume(unreachable, found)
+    with pytest.raises(LLMConfigError, match="did not answer"):  # a host that cannot reach the model still stops at once
+        preflight(unreachable)
 
 
 def test_preflight_turns_a_wrong_key_or_an_outage_into_a_configuration_error(openai_server, openai_settings, tmp_path) -> None:

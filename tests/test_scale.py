@@ -267,3 +267,29 @@ def test_bench_scale_without_latency_has_no_ceiling(world: Path, tmp_path: Path)
     results = run_scale_bench(world, tmp_path / "bench", settings, episodes=2, latency_s=0.0, workers=(1,), ray_actors=None, answerer_items=0)
     assert results["configs"]["threads_1"]["ideal"] == {"seconds": 0.0, "seconds_with_sequential_calls": 0.0, "speedup": None, "speedup_with_sequential_calls": None}
     assert "| - / - |" in (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_ray_recipe_takes_the_drivers_model_capabilities(world: Path, openai_settings, openai_server) -> None:
+    """What an actor builds: LLM agents that reuse the driver's probe (one ping per model, not two probes each)."""
+    import pickle
+
+    from atlas.cli.run import make_agents
+    from atlas.cli.workers import WorkerRecipe, decided_capabilities
+    from atlas.llm.meter import Meter
+    from tests.openai_server import Reply
+
+    openai_server.responder = lambda request: Reply(tool_calls=[("ping", {"word": "ok"})]) if request.get("tools") else Reply(content='{"yes": true}')
+    student, teacher = make_agents("llm", "openai:gpt-4o-mini", "openai:gpt-4o", openai_settings, Meter(), quiet=True)
+    assert len(openai_server.requests) == 4  # the driver probes each model: a tool call, a schema reply
+    known = decided_capabilities(student, teacher)
+    assert set(known) == {"student", "teacher"} and decided_capabilities(ProceduralStudent(), ProceduralTeacher()) == {}
+    recipe = pickle.loads(pickle.dumps(WorkerRecipe("llm", "openai:gpt-4o-mini", "openai:gpt-4o", openai_settings, str(world / "world.db"),
+                                                    str(world / "questions.jsonl"), None, known)))
+    parts = recipe()
+    try:
+        assert len(openai_server.requests) == 6 and not any(r.get("tools") or r.get("response_format") for r in openai_server.requests[4:])
+        assert parts.student.protocol["mode"] == parts.teacher.protocol["mode"] == "tools"
+        assert parts.student.protocol["decided_by"] == "given"
+    finally:
+        assert parts.close is not None
+        parts.close()

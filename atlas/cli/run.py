@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,10 @@ DEMO_ARMS = ("student_only", "teacher_only", "atlas", "atlas_frozen_transfer", "
 LANE_CHOICES = ("adaptive", "auto", "paired", "coach", "escalate")
 
 
-def make_agents(kind: str, student_model: str, teacher_model: str, settings: AtlasSettings, meter: Any, quiet: bool = False) -> tuple[Any, Any]:
-    """Procedural agents (no LLM; they know the SOC world's tables) or LLM agents over model clients."""
+def make_agents(kind: str, student_model: str, teacher_model: str, settings: AtlasSettings, meter: Any, quiet: bool = False,
+                known: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+    """Procedural agents (no LLM; they know the SOC world's tables) or LLM agents over model clients.
+    `known`: each role's capabilities as another process found them (a Ray actor takes the driver's, not probing again)."""
     if kind == "procedural":
         from benchmarks.investigation.procedural import ProceduralStudent, ProceduralTeacher
 
@@ -41,6 +44,7 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
     if kind == "llm":
         from atlas.agents.llm import LLMStudent, LLMTeacher
         from atlas.llm import make_llm
+        from atlas.llm.capabilities import assume
         from benchmarks.investigation.tables import schema_summary
 
         from atlas.runner import preflight_agents
@@ -48,6 +52,9 @@ def make_agents(kind: str, student_model: str, teacher_model: str, settings: Atl
         schema = schema_summary()
         student = LLMStudent(make_llm(student_model, settings, meter=meter), schema, settings.agents)
         teacher = LLMTeacher(make_llm(teacher_model, settings, meter=meter), schema, settings.agents)
+        for role, agent in (("student", student), ("teacher", teacher)):
+            if known and role in known:
+                assume(agent.llm, known[role])
         for role, how in preflight_agents(student, teacher).items():  # before any memory is opened or written
             if not quiet:
                 err_console.print(f"{role}: {escape(str(how['model']))} ({how['mode']} mode, {how['decided_by']})", highlight=False)
@@ -141,7 +148,7 @@ def run_command(
         target = memory or settings.home / "memory.sqlite"
         store = open_memory(target, settings, embedder, create=learn)
     spec = RunSpec(out.name or "run", lane=lane, learn=learn and store is not None, memory=store, scope=(SCOPE_TAG,), seed=seed, resume=resume,
-                   workers=workers, ray=ray_workers(ray, workers, agents, student, teacher, settings, db_path, questions_path, store))
+                   workers=workers, ray=ray_workers(ray, workers, agents, student, teacher, settings, db_path, questions_path, store, (student_agent, teacher_agent)))
     spec.extra = {"world": str(world), "agents": agents, "student": student_agent.name, "teacher": teacher_agent.name, "questions": len(chosen)}
     started = time.perf_counter()
     try:
@@ -167,15 +174,17 @@ def run_command(
 
 
 def ray_workers(address: str | None, actors: int, agents: str, student: str, teacher: str, settings: AtlasSettings, db_path: Path,
-                questions_path: Path, store: Any):
-    """The Ray side of a run (None without --ray): each actor builds its own agents, memory and database."""
+                questions_path: Path, store: Any, driver_agents: tuple[Any, Any]):
+    """The Ray side of a run (None without --ray): each actor builds its own agents, memory and database
+    (taking the driver's agents' model capabilities instead of probing the models again)."""
     if address is None:
         return None
-    from atlas.cli.workers import WorkerRecipe
+    from atlas.cli.workers import WorkerRecipe, decided_capabilities
     from atlas.runner import RayWorkers
 
     recipe = WorkerRecipe(agents=agents, student=student, teacher=teacher, settings=settings, world_db=str(db_path),
-                          questions=str(questions_path), memory=store.target if store is not None else None)
+                          questions=str(questions_path), memory=store.target if store is not None else None,
+                          capabilities=decided_capabilities(*driver_agents))
     return RayWorkers(address=address, actors=actors, recipe=recipe)
 
 

@@ -1,16 +1,17 @@
 """What an endpoint offers beyond plain text: native tool calls and JSON-schema structured outputs.
 
 Decided once per client: forced by settings (`openai.tools`, `openai.structured_outputs`: on/off), declared
-by the backend (the local model decodes under a schema), or found by a cheap probe (one tiny forced tool
-call, one tiny schema-constrained reply). The probe is also the preflight: a refused key, an unknown
-model or an unreachable endpoint fails here, before a run changes anything.
+by the backend (the local model decodes under a schema), found by a cheap probe (one tiny forced tool
+call, one tiny schema-constrained reply), or given by a process that probed the same model (`assume`: a
+Ray driver for its actors). The probe is also the preflight: a refused key, an unknown model or an
+unreachable endpoint fails here, before a run changes anything.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from atlas.errors import LLMConfigError, LLMError, LLMRejected
@@ -36,7 +37,8 @@ YES_NO = JsonSchemaFormat(
 class Capabilities:
     tools: bool
     json_schema: bool
-    how: str  # "probed", "settings", "backend"
+    how: str  # "probed", "settings", "backend", "given"
+    schema_form: str | None = None  # how the endpoint took a JSON schema when probed: "json_schema" (OpenAI) or "json_object" (llama.cpp)
 
     @property
     def mode(self) -> str:
@@ -63,7 +65,7 @@ def _decide(client: LLMClient) -> Capabilities:
     if tools_setting == "auto" or schema_setting == "auto":
         tools = _probe_tools(client) if tools_setting == "auto" else tools_setting == "on"
         schema = _probe_schema(client) if schema_setting == "auto" else schema_setting == "on"
-        return Capabilities(tools, schema, "probed")
+        return Capabilities(tools, schema, "probed", getattr(client.backend, "schema_form", None) if schema else None)
     return Capabilities(tools_setting == "on", schema_setting == "on", "settings")
 
 
@@ -99,6 +101,14 @@ def _is_yes_no(text: str) -> bool:
     except json.JSONDecodeError:
         return False
     return isinstance(value, dict) and isinstance(value.get("yes"), bool)
+
+
+def assume(client: LLMClient, known: Capabilities) -> None:
+    """Take what another process found for the same model and endpoint instead of probing again (the
+    preflight then makes one tiny call, which proves that this host reaches the model)."""
+    if known.schema_form is not None and hasattr(client.backend, "schema_form"):
+        client.backend.schema_form = known.schema_form
+    client._capabilities = replace(known, how="given")  # type: ignore[attr-defined]
 
 
 def preflight(client: LLMClient) -> Capabilities:
