@@ -256,5 +256,37 @@ def test_bench_cli_writes_every_point(tmp_path: Path) -> None:
         assert {"llm_fraction", "accuracy", "agreement_with_llm", "items_per_s_non_llm"} <= set(point)
     assert results["points"][0]["llm_fraction"] == 1.0 and results["points"][3]["llm_fraction"] <= 0.2
     assert "| LLM share at most |" in (out / "report.md").read_text() and (out / "frontier.png").is_file()
+    assert [json.loads(line) for line in (out / "points.jsonl").read_text().splitlines()] == results["points"]  # kept as measured
     bad = runner.invoke(app, ["cascade", "bench", "--stream", str(stream), "--thresholds", "1.5", "--out", str(out)])
     assert bad.exit_code == 2 and "out of range" in bad.output
+
+
+def test_a_recording_of_part_of_a_source_runs_on_what_it_covers_for_any_seed(tmp_path: Path) -> None:
+    """The local model answered seed 0's first 5,000 IMDB reviews: another seed's stream is not covered, and
+    --covered-only runs on the recorded items in that seed's order; the bench checks coverage before it runs."""
+    from atlas.config import load_settings
+    from atlas.errors import AtlasError
+    from benchmarks.cascade.bench import Case, run_bench
+    from benchmarks.cascade.run import LOCAL_ANSWERS, CascadeOptions, annotation_path, run_cascade
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    options = CascadeOptions(stream="imdb", limit=200, llm=LOCAL_ANSWERS["imdb"], policy="threshold", seed=3)
+    with pytest.raises(AtlasError, match="does not cover the stream.*--covered-only"):
+        run_cascade(options, settings)
+    options.covered_only = True
+    result = run_cascade(options, settings, tmp_path / "run")
+    items = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
+    recorded = {json.loads(line)["id"] for line in annotation_path("imdb-local-5000.jsonl").read_text().splitlines()}
+    seeded = [i.id for i in load_stream("imdb", None, 3).items if i.id in recorded][:200]
+    assert result["covered_only"] and result["n"] == 200 and [i["id"] for i in items] == seeded
+    with pytest.raises(AtlasError, match="--covered-only keeps the items that recorded answers cover"):
+        run_cascade(CascadeOptions(llm="openai:gpt-4o-mini", covered_only=True), settings)
+    uncovered = Case("imdb-local", "imdb", 200, LOCAL_ANSWERS["imdb"], {"threshold": (0.7,)})
+    with pytest.raises(AtlasError, match="does not cover the stream"):  # before any point runs or any file is written
+        run_bench([Case("first", "imdb", 200, LOCAL_ANSWERS["imdb"], {"threshold": (0.7,)}, covered_only=True), uncovered],
+                  settings, tmp_path / "bench", seed=3, report=lambda line: None)
+    assert not (tmp_path / "bench").exists()
+    cli = runner.invoke(app, ["cascade", "run", "--limit", "100", "--llm", LOCAL_ANSWERS["imdb"], "--seed", "4", "--covered-only",
+                              "--policy", "threshold", "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads((tmp_path / "cli" / "results.json").read_text())["n"] == 100

@@ -153,12 +153,15 @@ def run_command(
     prompt: str | None = typer.Option(None, "--prompt", help="prompt template with {text} (and optionally {labels})"),
     label_words: str | None = typer.Option(None, "--label-words", help="label=word|other,... : the words the LLM answers with"),
     headline: str | None = typer.Option(None, "--headline", help="the class whose recall is the headline figure (a rare class)"),
+    covered_only: bool = typer.Option(False, "--covered-only", help="recorded answers of part of a source: run on the items they cover "
+                                      "(in the seed's order, up to --limit)"),
 ) -> None:
     """Answer a stream with an online cascade; write results.json, per-item JSONL and plots."""
     from benchmarks.cascade.run import run_cascade
 
     options = _options(stream, limit, llm, policy, mu, budget, budget_window, threshold, levels, seed, batch,
                        _task(task, stream, labels, prompt, label_words, headline))
+    options.covered_only = covered_only
     with Progress(TextColumn("cascade"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
         bar_id = bar.add_task("cascade", total=limit)
         results = run_cascade(options, state(ctx).settings, out, progress=lambda done: bar.update(bar_id, completed=done))

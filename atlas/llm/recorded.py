@@ -139,7 +139,8 @@ class AnnotationAnswerer:
             position, item = missing[0]
             raise AtlasError(
                 f"{', '.join(map(str, self.paths))} does not cover the stream: {len(missing)} of {len(ids)} items have no recorded answer "
-                f"(first: {item!r} at position {position}); record them with `atlas cascade annotate` or lower --limit"
+                f"(first: {item!r} at position {position}); record them with `atlas cascade annotate`, lower --limit, or pass --covered-only "
+                f"to run on the items they cover"
             )
         if texts is not None:
             changed = [(n, i) for n, (i, t) in enumerate(zip(ids, texts)) if i in self.hashes and self.hashes[i] != text_hash(t)]

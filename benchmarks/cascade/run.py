@@ -51,6 +51,7 @@ class CascadeOptions:
     seed: int = 0
     batch_size: int = 32
     task: Any = None  # a policies.cascade.task.Task; None: the stream's own task
+    covered_only: bool = False  # recorded answers: the stream's items they cover, in the seed's order, up to `limit`
 
 
 def annotation_path(name: str) -> Path:
@@ -134,17 +135,35 @@ def build_levels(spec: str, classes: int, seed: int) -> list[Any]:
     return levels
 
 
-def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | None = None,
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    from benchmarks.streams.items import load_stream
+def open_stream(options: CascadeOptions, settings: AtlasSettings) -> tuple[Any, Any, Any, Any]:
+    """The task, the stream, its answerer and the live client (None for recorded answers); recorded answers
+    that do not cover the stream (or, with `covered_only`, cover none of it) stop here, before anything runs."""
+    from benchmarks.streams.items import Stream, load_stream
     from benchmarks.streams.tasks import resolve_task
 
+    if options.covered_only and not options.llm.startswith("annotations:"):
+        raise AtlasError(f"--covered-only keeps the items that recorded answers cover; {options.llm!r} is a live model: "
+                         "give --llm annotations:NAME|FILE, or leave out --covered-only")
     task = options.task or resolve_task(None, options.stream)
-    stream = load_stream(options.stream, options.limit, options.seed, task.labels)
-    ids, texts = [i.id for i in stream.items], [i.text for i in stream.items]
     answerer, client = build_answerer(options.llm, settings, task)
+    if not options.covered_only:
+        stream = load_stream(options.stream, options.limit, options.seed, task.labels)
+    else:
+        whole = load_stream(options.stream, None, options.seed, task.labels)
+        covered = [item for item in whole.items if item.id in answerer.by_id][: options.limit]
+        if not covered:
+            raise AtlasError(f"{options.llm}: none of the {len(whole.items)} items of the stream {options.stream!r} has a recorded answer; "
+                             "record them with `atlas cascade annotate`")
+        stream = Stream(whole.name, covered, whole.labels)
     if isinstance(answerer, AnnotationAnswerer):
-        answerer.check_covers(ids, texts)
+        answerer.check_covers([i.id for i in stream.items], [i.text for i in stream.items])
+    return task, stream, answerer, client
+
+
+def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | None = None,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    task, stream, answerer, client = open_stream(options, settings)
+    ids, texts = [i.id for i in stream.items], [i.text for i in stream.items]
     levels = build_levels(options.levels, len(stream.labels), options.seed)
     llm = LLMLevel(answerer, cost=LEVEL_COSTS["llm"])
     policy = build_policy(options, [level.cost for level in levels] + [llm.cost])
@@ -159,7 +178,7 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     dollars = spent / llm.calls_ if llm.calls_ else 0.0
     results = {
         "stream": options.stream, "policy": options.policy, "mu": options.mu, "budget": options.budget, "seed": options.seed,
-        "threshold": options.threshold, "llm": options.llm, "levels": [level.name for level in levels] + [llm.name],
+        "threshold": options.threshold, "llm": options.llm, "covered_only": options.covered_only, "levels": [level.name for level in levels] + [llm.name],
         "task": task.name, "labels": list(task.labels),
         **summarize(run, truth, {level.name: level.cost for level in [*levels, llm]}, llm.name, reference, dollars, task.labels, task.headline_index),
         "items_per_s_answer_only": answer_only,
