@@ -217,8 +217,8 @@ def test_loading_something_else_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"format": "something/9"}))
     with pytest.raises(CascadeStateError, match="not a saved cascade of format"):
         OnlineCascade.load(tmp_path / "other.pkl", llm)
-    (tmp_path / "old.pkl").write_bytes(pickle.dumps({"format": "atlas-cascade/1"}))
-    with pytest.raises(CascadeStateError, match="saved in format atlas-cascade/1, this version reads atlas-cascade/2; run the stream again"):
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps({"format": "atlas-cascade/2"}))
+    with pytest.raises(CascadeStateError, match="saved in format atlas-cascade/2, this version reads atlas-cascade/3; run the stream again"):
         OnlineCascade.load(tmp_path / "old.pkl", llm)
     # a file whose classes no longer exist (an earlier version's policy): the same advice, no traceback
     gone = pickle.dumps({"format": "atlas-cascade/1", "policy": OCLPolicy(1, [1.0, 100.0])}).replace(b"OCLPolicy", b"OCLGone__")

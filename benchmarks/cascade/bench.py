@@ -44,7 +44,7 @@ def default_plan() -> list[Case]:
         Case("imdb-gpt-3.5", "imdb", 12500, GPT35_IMDB,
              # q is a calibrated P(level disagrees with the LLM), at most about 0.5 for a binary level, so the
              # share falls from ~70% to ~5% as mu goes from 0.05 to 0.55: the grid is densest at the cheap end
-             {"ocl": (0.05, 0.1, 0.2, 0.3, 0.36, 0.38, 0.4, 0.42, 0.46, 0.5, 0.55), "threshold": (0.6, 0.8),
+             {"ocl": (0.05, 0.1, 0.2, 0.22, 0.25, 0.3, 0.33, 0.36, 0.38, 0.4, 0.42, 0.44, 0.46, 0.5, 0.55), "threshold": (0.6, 0.8),
               "budget": (0.05, 0.1, 0.2, 0.4)}),
         Case("imdb-by-length-gpt-3.5", "imdb-by-length", 12500, GPT35_IMDB, {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.2,)}),
         # the local model answered 5,000 reviews (seed 0's first 5,000): every seed runs on those, in its own order

@@ -11,7 +11,9 @@ import numpy as np
 @runtime_checkable
 class Level(Protocol):
     """One model of the cascade. `predict_proba` must work before any fit (it then knows nothing) and
-    never changes the level's state; `partial_fit` learns from LLM-labelled items only."""
+    never changes the level's state; `partial_fit` learns from LLM-labelled items only. Optional hooks the
+    cascade calls when a level has them: `observe(texts)`, every text of a batch once it is answered
+    (labelled or not: what a level may learn without labels), and `forget(keep)` (drop cached features)."""
 
     name: str
     cost: float  # declared units per item answered or passed through this level

@@ -23,7 +23,7 @@ from policies.cascade.drift import DisagreementDrift
 from policies.cascade.llm_level import LLMLevel
 from policies.cascade.replay import ReplayBuffer
 
-SAVE_FORMAT = "atlas-cascade/2"  # 2: the OCL policy keeps a calibration curve per level
+SAVE_FORMAT = "atlas-cascade/3"  # 2: the OCL policy keeps a calibration curve per level; 3: the default level keeps latent topics
 
 
 class CascadeStateError(ValueError):
@@ -207,6 +207,10 @@ class OnlineCascade:
             answered_by[item] = self.llm.name
             if label is not None:
                 prediction[item] = label
+        for level in self.levels:  # the batch is answered: a level may now learn from its texts without labels
+            observe = getattr(level, "observe", None)
+            if observe is not None:
+                observe(texts)
         self._learn(run, texts, positions, provisional, seen_probs, {i: y for i, y in llm_label.items() if y is not None})
         for row in range(n):
             run.outcomes.append(ItemOutcome(
