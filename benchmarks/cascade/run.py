@@ -145,10 +145,10 @@ def open_stream(options: CascadeOptions, settings: AtlasSettings) -> tuple[Any, 
         raise AtlasError(f"--covered-only keeps the items that recorded answers cover; {options.llm!r} is a live model: "
                          "give --llm annotations:NAME|FILE, or leave out --covered-only")
     task = options.task or resolve_task(None, options.stream)
-    answerer, client = build_answerer(options.llm, settings, task)
-    if not options.covered_only:
+    if not options.covered_only:  # the stream's own errors (a label not in the task's set, ...) first
         stream = load_stream(options.stream, options.limit, options.seed, task.labels)
-    else:
+    answerer, client = build_answerer(options.llm, settings, task)
+    if options.covered_only:
         whole = load_stream(options.stream, None, options.seed, task.labels)
         covered = [item for item in whole.items if item.id in answerer.by_id][: options.limit]
         if not covered:
