@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ class EpisodeActor:
 
     def __init__(self, recipe: Callable[[], WorkerParts], settings: AgentSettings, run: RunSettings, out: str, memory_target: str | None) -> None:
         started = time.perf_counter()
+        self._current: tuple[str, LaneBandit] | None = None  # the running episode's key and lanes (for `choice`)
         self.error: str | None = None
         self.worker: EpisodeWorker | None = None
         try:
@@ -67,11 +68,22 @@ class EpisodeActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, job: EpisodeJob, bandit: dict[str, Any], totals: list[tuple[str, str, int, float, float]]) -> dict[str, Any]:
+    def run(self, job: EpisodeJob, bandit: dict[str, Any], totals: list[tuple[str, str, int, float, float]],
+            in_flight: Sequence[tuple[str, str, str]] = ()) -> dict[str, Any]:
         assert self.worker is not None, self.error
         lanes = LaneBandit(**bandit)
         lanes.absorb(totals)
-        return self.worker.run(job, lanes)
+        lanes.expect(in_flight)  # the other actors' episodes still running
+        self._current = (job.task_id, lanes)
+        try:
+            return self.worker.run(job, lanes)
+        finally:
+            self._current = None
+
+    def choice(self) -> list[tuple[str, str, str]]:
+        """The running episode's lane choice as (key, context, lane), once it has made it (asked while `run` runs)."""
+        current = self._current
+        return [] if current is None else current[1].in_flight(current[0])
 
 
 @dataclass
@@ -137,10 +149,21 @@ class RayPool:
     def pids(self) -> list[int]:
         return [self.ray.get(actor.pid.remote()) for actor in self.actors]
 
+    def in_flight(self) -> list[tuple[str, str, str]]:
+        """The lane choices of the episodes running on the actors (an actor that died meanwhile has none)."""
+        asked = [self.actors[flight.slot].choice.remote() for flight in self._flights.values()]
+        choices = []
+        for ref in asked:
+            try:
+                choices += self.ray.get(ref, timeout=READY_TIMEOUT_S)
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+                continue  # its episode's own result says what happened (`finished` retries it)
+        return choices
+
     def submit(self, job: EpisodeJob, bandit: LaneBandit, tries: int = 0) -> None:
         slot = self._idle.pop(0)
         params = {"lam": bandit.lam, "explore": bandit.explore, "cold_start": bandit.cold_start, "forced": bandit.forced, "seed": bandit.seed}
-        ref = self.actors[slot].run.remote(job, params, bandit.totals())
+        ref = self.actors[slot].run.remote(job, params, bandit.totals(), self.in_flight() if not bandit.forced else [])
         self._flights[ref] = _Flight(job, slot, tries)
         self._bandit = bandit
         if tries == 0:

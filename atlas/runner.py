@@ -3,7 +3,8 @@
 Episodes run in worker threads (`RunSpec.workers`; LLM calls are I/O-bound, so threads overlap their
 waits) or on Ray actors (`RunSpec.ray`, `atlas/ray_pool.py`). Learning stays online: an episode starts
 from the memory and the lane statistics as they are when it starts, so what any finished episode
-wrote is seen by every episode started after it. Records reach `OUT/episodes.jsonl` once each and in
+wrote is seen by every episode started after it. Lane choices of episodes still running
+count as visits (`LaneBandit.settle`). Records reach `OUT/episodes.jsonl` once each and in
 question order, whatever order episodes finish in (a finished episode waiting for an earlier one keeps
 its final checkpoint, so a crash meanwhile loses nothing). With one worker a run is deterministic;
 with several, which lessons an episode sees depends on which episodes finished before it started.
@@ -236,9 +237,11 @@ def _drive(pool: Pool, width: int, jobs: list[EpisodeJob], bandit: LaneBandit, l
                 break
             for job, outcome in pool.finished():
                 if isinstance(outcome, BaseException):
+                    bandit.settle(job.task_id)
                     error = error or outcome  # the others in flight finish and are saved first
                     continue
                 lanes.learn(bandit, outcome)
+                bandit.settle(job.task_id)  # after its outcome is in, so it counts as a visit throughout
                 ready[job.index] = (job, outcome)
                 done.append(outcome)
                 if progress:

@@ -9,7 +9,11 @@ the best, exploring lanes it has tried little; a context it has never seen start
 Concurrent episodes share one bandit (its methods hold a lock), or each worker gets a `snapshot`.
 With a `key` per choice (the episode id), the exploration draw is seeded by the key, so a choice
 does not depend on how many choices other episodes made before it (their order varies when episodes
-run at once). Statistics can be loaded from totals (`absorb`), e.g. those a memory store kept.
+run at once). A keyed choice stays *in flight* until `settle(key)`: in-flight choices count as visits
+of their context and their lanes as tried, so N episodes started at once explore as N started one
+after another would (rather than all taking the cold-start lane, or all exploring at the rate of one
+visit). Choices in flight elsewhere (another process) are added with `expect`. Statistics can be
+loaded from totals (`absorb`), e.g. those a memory store kept.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class LaneBandit:
     forced: Lane | None = None
     seed: int = 0
     stats_: dict[str, dict[str, ArmStats]] = field(default_factory=dict)
+    in_flight_: dict[str, tuple[str, Lane]] = field(default_factory=dict)  # key -> (context, lane) chosen, outcome not in yet
 
     def __post_init__(self) -> None:
         if self.lam < 0 or not math.isfinite(self.lam):
@@ -75,17 +80,43 @@ class LaneBandit:
         if self.forced:
             return self.forced
         with self._lock:
-            arms = self.stats_.get(context)
-            if not arms:
-                return self.cold_start
-            rng = random.Random(f"lanes:{self.seed}:{key}") if key is not None else self._rng
-            tried = {lane: s for lane, s in arms.items() if s.n}
-            visits = sum(s.n for s in tried.values())
-            # exploration fades as the context is visited; untried lanes are what it explores first
-            if rng.random() < self.explore / math.sqrt(visits):
-                untried = [lane for lane in LANES if lane not in tried]
-                return rng.choice(untried or list(LANES))
-            return max((lane for lane in LANES if lane in tried), key=lambda lane: (tried[lane].utility, -LANES.index(lane)))
+            lane = self._choose(context, key)
+            if key is not None:
+                self.in_flight_[key] = (context, lane)
+            return lane
+
+    def _choose(self, context: str, key: str | None) -> Lane:
+        tried = {lane: s for lane, s in self.stats_.get(context, {}).items() if s.n}
+        waiting = [lane for other, (c, lane) in self.in_flight_.items() if c == context and other != key]
+        visits = sum(s.n for s in tried.values()) + len(waiting)
+        if not visits:
+            return self.cold_start
+        rng = random.Random(f"lanes:{self.seed}:{key}") if key is not None else self._rng
+        # exploration fades as the context is visited; lanes neither tried nor in flight are what it explores first
+        if rng.random() < self.explore / math.sqrt(visits):
+            untried = [lane for lane in LANES if lane not in tried and lane not in waiting]
+            return rng.choice(untried or list(LANES))
+        if not tried:  # only choices in flight so far: no outcome to prefer one lane by
+            return self.cold_start
+        return max((lane for lane in LANES if lane in tried), key=lambda lane: (tried[lane].utility, -LANES.index(lane)))
+
+    def settle(self, key: str) -> None:
+        """The keyed choice's episode has ended (its outcome, if any, is in): it is no longer in flight."""
+        with self._lock:
+            self.in_flight_.pop(key, None)
+
+    def expect(self, choices: Iterable[tuple[str, str, str]]) -> None:
+        """Add (key, context, lane) choices in flight elsewhere, e.g. other workers' episodes."""
+        with self._lock:
+            for key, context, lane in choices:
+                if lane not in LANES:
+                    raise ValueError(f"unknown lane {lane!r} in flight; choose one of {', '.join(LANES)}")
+                self.in_flight_[key] = (context, lane)
+
+    def in_flight(self, key: str | None = None) -> list[tuple[str, str, str]]:
+        """Choices in flight as (key, context, lane): all of them, or the one of `key` (none if it has not chosen)."""
+        with self._lock:
+            return [(k, c, lane) for k, (c, lane) in self.in_flight_.items() if key is None or k == key]
 
     def update(self, context: str, lane: str, reward: float, cost: float) -> None:
         with self._lock:

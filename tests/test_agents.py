@@ -164,6 +164,27 @@ def test_bandit_cold_start_forced_lane_and_learning() -> None:
         LaneBandit(lam=-1)
 
 
+def test_choices_in_flight_count_as_visits_until_settled() -> None:
+    """Episodes started at once explore as if started one after another: a choice still running is a visit,
+    and its lane counts as tried; choices running elsewhere are added with `expect`."""
+    bandit = LaneBandit(explore=1.0, seed=3)
+    assert bandit.choose("untested_plan", key="q1") == "paired"  # nothing known: the cold start
+    second = bandit.choose("untested_plan", key="q2")
+    assert second != "paired"  # one visit in flight: explore (rate 1) among lanes neither tried nor in flight
+    assert {k for k, _, _ in bandit.in_flight()} == {"q1", "q2"} and bandit.in_flight("q2") == [("q2", "untested_plan", second)]
+    bandit.update("untested_plan", "paired", 1.0, 0.01)
+    bandit.settle("q1")
+    bandit.settle("q2")
+    assert bandit.in_flight() == []
+    quiet = LaneBandit(explore=0.0)
+    quiet.update("good_plan", "coach", 1.0, 0.01)
+    quiet.expect([("elsewhere", "good_plan", "escalate")])
+    assert quiet.choose("good_plan", key="here") == "coach"  # a choice in flight carries no outcome to prefer it by
+    assert LaneBandit(explore=0.0).choose("no_plan", key="a") == "paired"
+    with pytest.raises(ValueError, match="unknown lane 'boss' in flight"):
+        quiet.expect([("x", "good_plan", "boss")])
+
+
 @pytest.mark.parametrize("lane", ["auto", "paired", "coach", "escalate"])
 def test_every_lane_runs_and_reports(world: Path, questions, tmp_path: Path, lane: str) -> None:
     memory = store_at(tmp_path / "m.sqlite")
