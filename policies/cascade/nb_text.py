@@ -62,7 +62,7 @@ class NBTextLevel:
         self.topics_weight = topics_weight
         self.topics_ = LatentTopics(topics, seed=seed) if topics else None
         self.texts_: list[str] = []  # the labelled texts, in label order (their topic vectors change when the topics are refitted)
-        self.topic_rows_ = np.zeros((0, 0))
+        self.topic_rows_: list[np.ndarray] = []  # their topic vectors, in blocks (joined when the head is fitted)
         self.topic_head_: LogisticRegression | None = None
 
     # --- features ---------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ class NBTextLevel:
     def observe(self, texts: Sequence[str]) -> None:
         """Texts the cascade has answered, labelled or not: the topics learn from them."""
         if self.topics_ is not None and self.topics_.observe(texts):
-            self.topic_rows_ = self.topics_.transform(self.texts_) if self.texts_ else np.zeros((0, 0))
+            self.topic_rows_ = [self.topics_.transform(self.texts_)] if self.texts_ else []
             self._fit_topic_head()
 
     def partial_fit(self, texts: Sequence[str], labels: Sequence[int]) -> None:
@@ -130,7 +130,7 @@ class NBTextLevel:
         if self.topics_ is not None:
             self.texts_.extend(texts)
             if self.topics_.ready:
-                self.topic_rows_ = np.vstack([self.topic_rows_, self.topics_.transform(texts)]) if len(self.topic_rows_) else self.topics_.transform(texts)
+                self.topic_rows_.append(self.topics_.transform(texts))
         if (self.class_counts_ > 0).sum() < 2:
             return  # one class so far: nothing to separate yet
         if not self.heads_ or new_class or self.n_seen_ - self.fitted_at_ >= max(self.min_new, self.growth * self.fitted_at_):
@@ -169,7 +169,8 @@ class NBTextLevel:
         y = np.concatenate(self.labels_)
         if len(np.unique(y)) < 2:
             return
-        self.topic_head_ = LogisticRegression(C=10.0, max_iter=1000).fit(self.topic_rows_, y)
+        self.topic_rows_ = [np.vstack(self.topic_rows_)]
+        self.topic_head_ = LogisticRegression(C=10.0, max_iter=1000).fit(self.topic_rows_[0], y)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_last": None}
