@@ -30,6 +30,7 @@ from policies.supervision import LaneBandit
 
 RETRIES = 3  # times one episode is retried on a new actor after its actor died
 READY_TIMEOUT_S = 600.0  # an actor loads an embedder and opens the memory: slow on a loaded machine, never a hang
+CHOICE_TIMEOUT_S = 10.0  # asking a busy actor for its episode's lane choice reads one field: a slow answer is skipped, not waited on
 
 
 @dataclass
@@ -155,7 +156,7 @@ class RayPool:
         choices = []
         for ref in asked:
             try:
-                choices += self.ray.get(ref, timeout=READY_TIMEOUT_S)
+                choices += self.ray.get(ref, timeout=CHOICE_TIMEOUT_S)
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
                 continue  # its episode's own result says what happened (`finished` retries it)
         return choices
