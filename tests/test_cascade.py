@@ -138,6 +138,37 @@ def test_drift_detector_fires_on_a_jump_only() -> None:
     assert any(drift.update(rng.random() < 0.7, 400 + n) for n in range(200))
 
 
+def test_drift_detector_ignores_a_change_in_which_items_are_labelled() -> None:
+    """A policy that labels sure items for a while (q 0.1), then unsure ones (q 0.5): the raw rate jumps on a
+    stream that has not changed. Given what the policy expected, nothing fires; a real rise still does."""
+    rng = np.random.default_rng(0)
+    raw, aware = DisagreementDrift(window=50, margin=0.2, min_items=100), DisagreementDrift(window=50, margin=0.2, min_items=100)
+    items = [(0.1, rng.random() < 0.1) for _ in range(300)] + [(0.5, rng.random() < 0.5) for _ in range(300)]
+    assert any(raw.update(wrong, n) for n, (_, wrong) in enumerate(items))
+    assert not any(aware.update(wrong, n, q) for n, (q, wrong) in enumerate(items))
+    assert any(aware.update(rng.random() < 0.9, 600 + n, 0.5) for n in range(200))
+
+
+def test_cascade_gives_the_drift_detector_the_policys_expected_disagreement() -> None:
+    """OCL's curve says how often each labelled item was expected to disagree; the detector sees the excess."""
+    ids, texts, labels = toy_stream(600)
+    seen: list[float] = []
+
+    class Recording(DisagreementDrift):
+        def update(self, disagreed: bool, position: int, expected: float = 0.0) -> bool:
+            seen.append(expected)
+            return super().update(disagreed, position, expected)
+
+    policy = OCLPolicy(1, [1.0, 100.0], mu=0.3, warmup=50)
+    llm = LLMLevel(Oracle(dict(zip(ids, labels))), cost=100.0)
+    OnlineCascade([HashedTextLevel(cost=1.0)], llm, policy, batch_size=16, drift=Recording()).run(ids, texts)
+    assert seen and all(0.0 <= q <= 1.0 for q in seen) and max(seen) > 0.0  # from the curve, not the raw-rate default
+    seen.clear()
+    OnlineCascade([HashedTextLevel(cost=1.0)], LLMLevel(Oracle(dict(zip(ids, labels))), cost=100.0), ThresholdPolicy(0.99),
+                  batch_size=16, drift=Recording()).run(ids, texts)
+    assert seen and set(seen) == {0.0}  # a policy without an estimate: the raw rate
+
+
 def test_bad_policy_arguments() -> None:
     with pytest.raises(ValueError, match="budget fraction"):
         BudgetPolicy(fraction=1.5)

@@ -30,7 +30,9 @@ class DeferralPolicy(Protocol):
     """Decides who answers. `defer(level, probs, position)`: which items level `level` passes on;
     `admit(scores, positions)`: which of the items that reached the LLM may be sent to it (a budget);
     `learn(level, probs, wrong, position)`: feedback on LLM-labelled items (was the level wrong?);
-    `boost(extra)`: defer more for a while (drift)."""
+    `boost(extra)`: defer more for a while (drift). Optional: `expected_disagreement(level, probs)`, the
+    chance that the level's answer differs from the LLM's for each item, which the drift detector
+    subtracts (without it, drift watches the raw disagreement)."""
 
     name: str
 

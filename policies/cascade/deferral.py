@@ -183,6 +183,10 @@ class OCLPolicy:
             self.curves[level].learn(probs, wrong)
             self.labels_seen[level] += len(probs)
 
+    def expected_disagreement(self, level: int, probs: np.ndarray) -> np.ndarray:
+        """q of each item, from the level's curve as it stands (before it learns from them)."""
+        return self.curves[level].q(probs)
+
     def admit(self, scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
         return np.ones(len(scores), dtype=bool)
 
