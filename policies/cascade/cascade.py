@@ -245,7 +245,7 @@ class OnlineCascade:
                     self.policy.learn(number, probs[rows], probs[rows].argmax(axis=1) != truth, int(positions[0]))
             if self.drift is not None:
                 for i, label in sorted(labels.items()):
-                    if self.drift.update(bool(provisional[i] != label), int(positions[i]), expected.get(i, 0.0)):
+                    if self.drift.update(bool(provisional[i] != label), int(positions[i]), expected.get(i)):
                         run.drift_positions.append(int(positions[i]))
                         self._hold_until = int(positions[i]) + self.drift.hold
                         self.policy.boost(self.drift_boost)

@@ -32,16 +32,18 @@ class DisagreementDrift:
         self.total = 0.0
         self.recent: deque[float] = deque(maxlen=self.window)
 
-    def update(self, disagreed: bool, position: int, expected: float = 0.0) -> bool:
-        """Feed one labelled item (and the chance of disagreement the policy expected for it); True when
-        a shift is detected at this position."""
-        x = (1.0 if disagreed else 0.0) - expected
+    def update(self, disagreed: bool, position: int, expected: float | None = None) -> bool:
+        """Feed one labelled item and the chance of disagreement the policy expected for it (None: it has no
+        estimate); True when a shift is detected at this position."""
+        x = (1.0 if disagreed else 0.0) - (expected or 0.0)
         self.n += 1
         self.total += x
         self.recent.append(x)
         if self.n < self.min_items or len(self.recent) < self.window:
             return False
-        reference = (self.total - sum(self.recent)) / (self.n - len(self.recent))
+        # with the policy's expectation, it is the reference: excess disagreement is measured from zero (the
+        # items' own history lags a level that improves, and would make an ordinary stretch look like a rise)
+        reference = 0.0 if expected is not None else (self.total - sum(self.recent)) / (self.n - len(self.recent))
         if sum(self.recent) / len(self.recent) - reference > self.margin:
             self.detections.append(position)
             self.reset()
