@@ -253,12 +253,34 @@ def test_bench_cli_writes_every_point(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert [(p["policy"], p["value"]) for p in results["points"]] == [("ocl", 0.0), ("ocl", 0.3), ("threshold", 0.9), ("budget", 0.2)]
     for point in results["points"]:
-        assert {"llm_fraction", "accuracy", "agreement_with_llm", "items_per_s_non_llm"} <= set(point)
+        assert {"llm_fraction", "accuracy", "agreement_with_llm", "items_per_s_non_llm", "drift_detections"} <= set(point)
+        assert point["refined"] is False  # two ocl values: nothing to bisect between
     assert results["points"][0]["llm_fraction"] == 1.0 and results["points"][3]["llm_fraction"] <= 0.2
     assert "| LLM share at most |" in (out / "report.md").read_text() and (out / "frontier.png").is_file()
     assert [json.loads(line) for line in (out / "points.jsonl").read_text().splitlines()] == results["points"]  # kept as measured
     bad = runner.invoke(app, ["cascade", "bench", "--stream", str(stream), "--thresholds", "1.5", "--out", str(out)])
     assert bad.exit_code == 2 and "out of range" in bad.output
+
+
+def test_bench_refines_the_frontier_toward_each_share_cap() -> None:
+    """A cap whose nearest point lies over a point below it gets the midpoint of the mu values either side of it."""
+    from benchmarks.cascade.bench import refinement
+
+    def at(*rows):
+        return [{"value": v, "llm_fraction": share, "accuracy": a} for v, share, a in rows]
+
+    grid = at((0.5, 0.05, 0.85), (0.2, 0.38, 0.94), (0.4, 0.15, 0.90), (0.3, 0.28, 0.93))
+    assert refinement(grid, {0.2, 0.3, 0.4, 0.5}) == 0.45  # 10%: the nearest below is 5%, above is 15%
+    grid += at((0.45, 0.095, 0.88))
+    assert refinement(grid, {0.2, 0.3, 0.4, 0.45, 0.5}) == 0.35  # 10% has 9.5% now; 20%: 15% below, 28% above
+    grid += at((0.35, 0.21, 0.91))  # over the cap: the next bisection is between 0.4 and 0.35
+    assert refinement(grid, {0.2, 0.3, 0.35, 0.4, 0.45, 0.5}) == 0.375
+    close = at((0.45, 0.095, 0.88), (0.4, 0.195, 0.90), (0.3, 0.295, 0.93), (0.2, 0.399, 0.94), (0.1, 0.6, 0.94))
+    assert refinement(close, {0.1, 0.2, 0.3, 0.4, 0.45}) is None  # every cap has a point within a point below it
+    noisy = at((0.46, 0.07, 0.86), (0.44, 0.12, 0.90), (0.42, 0.11, 0.89), (0.2, 0.38, 0.94))  # the share is not monotone in mu
+    assert refinement(noisy, {0.2, 0.42, 0.44, 0.46}) == 0.45  # between 0.46 and the mu over the cap nearest to it
+    assert refinement(at((0.41, 0.05, 0.85), (0.405, 0.15, 0.90)), {0.41, 0.405}) is None  # too close to split
+    assert refinement(at((0.5, 0.05, None), (0.4, 0.15, 0.90)), {0.4, 0.5}) is None  # a point without accuracy does not count
 
 
 def test_a_recording_of_part_of_a_source_runs_on_what_it_covers_for_any_seed(tmp_path: Path) -> None:

@@ -195,6 +195,8 @@ def bench(
     mu: str = typer.Option("0.05,0.2,0.3,0.4", "--mu", help="with --stream: ocl mu values"),
     thresholds: str = typer.Option("0.6,0.7,0.9", "--thresholds", help="with --stream: threshold values"),
     budgets: str = typer.Option("0.1,0.2,0.3,0.4", "--budgets", help="with --stream: budget shares"),
+    refine: int = typer.Option(4, "--refine", min=0, help="per stream, up to N more ocl points, bisecting mu toward each share cap "
+                               "(10/20/30/40%) whose nearest point lies over a point below it (0: the grid only)"),
 ) -> None:
     """Each policy's accuracy / LLM-share frontier, the OCL paper's points on the same plot, targets met or not."""
     from benchmarks.cascade.bench import default_plan, one_case, run_bench
@@ -210,7 +212,7 @@ def bench(
     else:
         knobs = {"ocl": _floats(mu, "--mu"), "threshold": _floats(thresholds, "--thresholds"), "budget": _floats(budgets, "--budgets")}
         plan = one_case(stream, limit, llm or default_llm(stream), {k: v for k, v in knobs.items() if v})
-    results = run_bench(plan, state(ctx).settings, out, seed=seed, levels=levels, report=lambda line: console.print(line, highlight=False))
+    results = run_bench(plan, state(ctx).settings, out, seed=seed, levels=levels, report=lambda line: console.print(line, highlight=False), refine=refine)
     for row in results["targets"]:
         best = row["best"]
         console.print(f"LLM share <= {row['cap']:.0%}: target {row['target']:.3f}, best {'none' if best is None else format(best['accuracy'], '.4f')}"

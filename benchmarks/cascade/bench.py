@@ -24,6 +24,7 @@ from benchmarks.cascade.run import (
 # fine-tuned online on a GPU (the authors' run logs; /work/shared/data/llm-labels/README.md)
 PAPER_POINTS = ((0.088, 0.872), (0.093, 0.878), (0.207, 0.915), (0.294, 0.924), (0.409, 0.930))
 TARGETS = ((0.10, 0.885), (0.20, 0.920), (0.30, 0.930), (0.40, 0.937))
+CAPS = tuple(cap for cap, _target in TARGETS)  # the LLM shares the target table reads
 KNOB = {"ocl": "mu", "threshold": "threshold", "budget": "budget"}
 
 
@@ -43,8 +44,8 @@ def default_plan() -> list[Case]:
     return [
         Case("imdb-gpt-3.5", "imdb", 12500, GPT35_IMDB,
              # q is a calibrated P(level disagrees with the LLM), at most about 0.5 for a binary level, so the
-             # share falls from ~70% to ~5% as mu goes from 0.05 to 0.55: the grid is densest at the cheap end
-             {"ocl": (0.05, 0.1, 0.2, 0.22, 0.25, 0.3, 0.33, 0.36, 0.38, 0.4, 0.42, 0.44, 0.46, 0.5, 0.55), "threshold": (0.6, 0.8),
+             # share falls from ~70% to ~5% as mu goes from 0.05 to 0.55: the grid is densest where it falls fastest
+             {"ocl": (0.05, 0.1, 0.2, 0.22, 0.25, 0.3, 0.33, 0.36, 0.37, 0.38, 0.39, 0.4, 0.41, 0.42, 0.44, 0.46, 0.5, 0.55), "threshold": (0.6, 0.8),
               "budget": (0.05, 0.1, 0.2, 0.4)}),
         Case("imdb-by-length-gpt-3.5", "imdb-by-length", 12500, GPT35_IMDB, {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.2,)}),
         # the local model answered 5,000 reviews (seed 0's first 5,000): every seed runs on those, in its own order
@@ -70,8 +71,30 @@ def options_for(case: Case, policy: str, value: float, seed: int, levels: str) -
 POINT_KEYS = ("llm_fraction", "accuracy", "agreement_with_llm", "llm_accuracy", "items_per_s_non_llm", "items_per_s_answer_only", "n", "seconds")
 
 
+def refinement(points: Sequence[dict[str, Any]], done: set[float], caps: Sequence[float] = CAPS,
+               slack: float = 0.01, min_step: float = 0.005) -> float | None:
+    """The next mu to run for one case's `ocl` points: for the first share cap whose nearest point below it
+    lies more than `slack` under it, the midpoint of that point's mu and the nearest mu whose share is over
+    the cap (a bisection toward the cap, as a user looking for the mu of a budget would do: a fixed grid can
+    leave a cap's best point far below it where the share falls fast); None when every cap has a point close
+    below it, or the two mu values are too close to split."""
+    measured = [p for p in points if p["accuracy"] is not None]
+    for cap in caps:
+        under = [p for p in measured if p["llm_fraction"] <= cap]
+        over = [p for p in measured if p["llm_fraction"] > cap]
+        if not under or not over:
+            continue
+        below = max(under, key=lambda p: p["llm_fraction"])
+        above = min(over, key=lambda p: abs(p["value"] - below["value"]))  # the mu over the cap nearest to it
+        middle = round((below["value"] + above["value"]) / 2, 4)
+        if cap - below["llm_fraction"] > slack and abs(below["value"] - above["value"]) >= 2 * min_step and middle not in done:
+            return middle
+    return None
+
+
 def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: int = 0, levels: str = "nb",
-              report: Callable[[str], None] = print) -> dict[str, Any]:
+              report: Callable[[str], None] = print, refine: int = 4) -> dict[str, Any]:
+    """Every case's knob values; then, per case, up to `refine` more `ocl` points toward the share caps (`refinement`)."""
     started = time.perf_counter()
     for case in plan:  # a recording that does not cover its stream stops the bench here, not after the other cases
         if case.llm.startswith("annotations:"):
@@ -79,18 +102,29 @@ def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: in
     out.mkdir(parents=True, exist_ok=True)
     points: list[dict[str, Any]] = []
     with (out / "points.jsonl").open("w", encoding="utf-8") as sink:  # each point as it is measured: an interrupted bench keeps them
+        def measure(case: Case, policy: str, value: float, refined: bool = False) -> dict[str, Any]:
+            result = run_cascade(options_for(case, policy, value, seed, levels), settings)
+            point = {"case": case.name, "stream": case.stream, "llm": case.llm, "policy": policy, "knob": KNOB[policy], "value": value,
+                     "seed": seed, "levels": levels, "refined": refined, **{key: result[key] for key in POINT_KEYS},
+                     "drift_detections": len(result["drift_detections"])}
+            points.append(point)
+            sink.write(json.dumps(point) + "\n")
+            sink.flush()
+            report(f"{case.name} {policy} {KNOB[policy]}={value:g}{' (refined)' if refined else ''}: LLM share {point['llm_fraction']:.3f}, "
+                   f"accuracy {point['accuracy']:.4f}, agreement {point['agreement_with_llm']:.3f}, {point['items_per_s_non_llm']:.0f} items/s")
+            return point
+
         for case in plan:
             for policy, values in case.knobs.items():
                 for value in values:
-                    result = run_cascade(options_for(case, policy, value, seed, levels), settings)
-                    point = {"case": case.name, "stream": case.stream, "llm": case.llm, "policy": policy, "knob": KNOB[policy], "value": value,
-                             "seed": seed, "levels": levels, **{key: result[key] for key in POINT_KEYS}}
-                    points.append(point)
-                    sink.write(json.dumps(point) + "\n")
-                    sink.flush()
-                    report(f"{case.name} {policy} {KNOB[policy]}={value:g}: LLM share {point['llm_fraction']:.3f}, accuracy {point['accuracy']:.4f}, "
-                           f"agreement {point['agreement_with_llm']:.3f}, {point['items_per_s_non_llm']:.0f} items/s")
-    results = {"seed": seed, "levels": levels, "cases": [asdict(c) for c in plan], "points": points,
+                    measure(case, policy, value)
+            mine = [p for p in points if p["case"] == case.name and p["policy"] == "ocl"]
+            for _ in range(refine if len(mine) >= 3 else 0):
+                middle = refinement(mine, {round(p["value"], 4) for p in mine})
+                if middle is None:
+                    break
+                mine.append(measure(case, "ocl", middle, refined=True))
+    results = {"seed": seed, "levels": levels, "refine": refine, "cases": [asdict(c) for c in plan], "points": points,
                "targets": best_under_caps(points, plan[0].name if plan else ""), "paper_points": PAPER_POINTS,
                "seconds": round(time.perf_counter() - started, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -121,7 +155,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"## {case['name']} ({case['stream']}, {rows[0]['n']} items, {case['llm']}; LLM alone {llm_accuracy:.3f})", "",
                   "| policy | knob | LLM share | accuracy | agreement with LLM | items/s (stream) | items/s (answer only) |", "|---|---|---|---|---|---|---|"]
         for p in rows:
-            lines.append(f"| {p['policy']} | {p['knob']} {p['value']:g} | {p['llm_fraction']:.3f} | {p['accuracy']:.4f} | {p['agreement_with_llm']:.3f} | "
+            lines.append(f"| {p['policy']} | {p['knob']} {p['value']:g}{' (refined)' if p.get('refined') else ''} | {p['llm_fraction']:.3f} | {p['accuracy']:.4f} | {p['agreement_with_llm']:.3f} | "
                          f"{p['items_per_s_non_llm']:.0f} | {p['items_per_s_answer_only']:.0f} |")
         lines.append("")
     lines += ["## Targets (first case)", "", "| LLM share at most | target | paper (BERT on GPU) | best here | met |", "|---|---|---|---|---|"]
