@@ -7,15 +7,17 @@ from collections import deque
 
 
 class DisagreementDrift:
-    """Compares the disagreement of the last `window` labelled items with that since the last reset; a
-    rise of more than `margin` is a shift. The caller then raises deferrals for `hold` items, and the
-    reference starts afresh so that the new regime becomes normal.
+    """Watches the disagreement of the labelled items: a rise of the last `window` items' mean by more than
+    `margin` is a shift. The caller then raises deferrals for `hold` items, and the detector starts afresh
+    so that the new regime becomes normal.
 
-    Each item counts as its disagreement minus the chance of it the policy expected (`expected`, its q;
-    0 when the policy has no estimate). The labelled items are the policy's choice: when it labels more
-    sure items for a while (exploration, a boost) and then fewer, the raw rate jumps on a stream that has
-    not changed, and each boost set off the next (seed 0, mu 0.4: six false detections, a fifth of the LLM
-    calls spent on the boosts). The excess over the expected chance does not depend on which items were labelled."""
+    With the policy's expectation (`expected`, the item's q), each item counts as its disagreement minus
+    that chance and the window's mean is compared with zero; without one, the raw rate of the window is
+    compared with the rate since the last reset. The labelled items are the policy's choice: when it labels
+    more sure items for a while (exploration, a boost) and then fewer, the raw rate jumps on a stream that
+    has not changed, and each boost set off the next (seed 0, mu 0.4: six false detections, a fifth of the
+    LLM calls spent on the boosts). The excess over the expected chance does not depend on which items were
+    labelled."""
 
     def __init__(self, window: int = 100, margin: float = 0.15, min_items: int = 200, hold: int = 300) -> None:
         if not 0 < margin < 1 or window < 10 or min_items < window:
