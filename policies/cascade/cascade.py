@@ -220,27 +220,18 @@ class OnlineCascade:
         self.position_ += n
         run.non_llm_seconds += time.perf_counter() - clock
 
-    def _expected(self, seen_probs: list[tuple[np.ndarray, np.ndarray]], labels: dict[int, int]) -> dict[int, float]:
-        """Per labelled item, the policy's chance that the last level it reached disagrees with the LLM
-        (empty when the policy has no such estimate, or there is no drift detector to use it)."""
-        estimate = getattr(self.policy, "expected_disagreement", None)
-        if estimate is None or self.drift is None:
-            return {}
-        expected: dict[int, float] = {}
-        for number, (members, probs) in enumerate(seen_probs):  # later levels overwrite: the last one reached
-            rows = [k for k, i in enumerate(members) if i in labels]
-            if rows:
-                expected.update(zip((int(members[k]) for k in rows), np.asarray(estimate(number, probs[rows]), dtype=float).tolist()))
-        return expected
-
     def _learn(self, run: CascadeRun, texts: list[str], positions: np.ndarray, provisional: np.ndarray,
                seen_probs: list[tuple[np.ndarray, np.ndarray]], labels: dict[int, int]) -> None:
         """Imitation: every LLM label trains every level below it (with replay); policies learn too."""
         if labels:
-            expected = self._expected(seen_probs, labels)
+            # the policy's chance that the last level an item reached disagrees with the LLM, read before it learns (for drift)
+            estimate = getattr(self.policy, "expected_disagreement", None) if self.drift is not None else None
+            expected: dict[int, float] = {}
             for number, (members, probs) in enumerate(seen_probs):
                 rows = [k for k, i in enumerate(members) if i in labels]
                 if rows:
+                    if estimate is not None:  # later levels overwrite: the last one reached
+                        expected.update(zip((int(members[k]) for k in rows), np.asarray(estimate(number, probs[rows]), dtype=float).tolist()))
                     truth = np.array([labels[members[k]] for k in rows])
                     self.policy.learn(number, probs[rows], probs[rows].argmax(axis=1) != truth, int(positions[0]))
             if self.drift is not None:
