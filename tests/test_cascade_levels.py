@@ -278,7 +278,11 @@ def test_bench_refines_the_frontier_toward_each_share_cap() -> None:
     close = at((0.45, 0.095, 0.88), (0.4, 0.195, 0.90), (0.3, 0.295, 0.93), (0.2, 0.399, 0.94), (0.1, 0.6, 0.94))
     assert refinement(close, {0.1, 0.2, 0.3, 0.4, 0.45}) is None  # every cap has a point within a point below it
     noisy = at((0.46, 0.07, 0.86), (0.44, 0.12, 0.90), (0.42, 0.11, 0.89), (0.2, 0.38, 0.94))  # the share is not monotone in mu
-    assert refinement(noisy, {0.2, 0.42, 0.44, 0.46}) == 0.45  # between 0.46 and the mu over the cap nearest to it
+    assert refinement(noisy, {0.2, 0.42, 0.44, 0.46}) == 0.45  # between 0.46 and its neighbour over the cap
+    noisy += at((0.45, 0.066, 0.85))  # the midpoint landed under 0.46's share: the bracket is now 0.44-0.45
+    assert refinement(noisy, {0.2, 0.42, 0.44, 0.45, 0.46}) == 0.445
+    noisy += at((0.445, 0.13, 0.89))  # over the cap again: 0.445-0.45 is too narrow to split; the 20% cap is next
+    assert refinement(noisy, {0.2, 0.42, 0.44, 0.445, 0.45, 0.46}) == 0.31
     assert refinement(at((0.41, 0.05, 0.85), (0.405, 0.15, 0.90)), {0.41, 0.405}) is None  # too close to split
     assert refinement(at((0.5, 0.05, None), (0.4, 0.15, 0.90)), {0.4, 0.5}) is None  # a point without accuracy does not count
 

@@ -74,26 +74,27 @@ POINT_KEYS = ("llm_fraction", "accuracy", "agreement_with_llm", "llm_accuracy", 
 def refinement(points: Sequence[dict[str, Any]], done: set[float], caps: Sequence[float] = CAPS,
                slack: float = 0.01, min_step: float = 0.005) -> float | None:
     """The next mu to run for one case's `ocl` points: for the first share cap whose nearest point below it
-    lies more than `slack` under it, the midpoint of that point's mu and the nearest mu whose share is over
-    the cap (a bisection toward the cap, as a user looking for the mu of a budget would do: a fixed grid can
-    leave a cap's best point far below it where the share falls fast); None when every cap has a point close
-    below it, or the two mu values are too close to split."""
-    measured = [p for p in points if p["accuracy"] is not None]
+    lies more than `slack` under it, the midpoint of two neighbouring mu values (in mu order) whose shares lie
+    either side of the cap, the pair whose point under the cap is nearest to it first (a bisection toward the
+    cap, as a user looking for the mu of a budget would do: a fixed grid can leave a cap's best point far below
+    it where the share falls fast). Bracketing by neighbours keeps the search going where the share is not
+    monotone in mu (a midpoint that lands under its lower neighbour opens a new bracket on the other side).
+    None when every cap has a point close below it, or no bracket is wide enough to split."""
+    measured = sorted((p for p in points if p["accuracy"] is not None), key=lambda p: p["value"])
     for cap in caps:
-        under = [p for p in measured if p["llm_fraction"] <= cap]
-        over = [p for p in measured if p["llm_fraction"] > cap]
-        if not under or not over:
+        under = [p["llm_fraction"] for p in measured if p["llm_fraction"] <= cap]
+        if not under or len(under) == len(measured) or cap - max(under) <= slack:
             continue
-        below = max(under, key=lambda p: p["llm_fraction"])
-        above = min(over, key=lambda p: abs(p["value"] - below["value"]))  # the mu over the cap nearest to it
-        middle = round((below["value"] + above["value"]) / 2, 4)
-        if cap - below["llm_fraction"] > slack and abs(below["value"] - above["value"]) >= 2 * min_step and middle not in done:
-            return middle
+        brackets = [(a, b) for a, b in zip(measured, measured[1:]) if (a["llm_fraction"] > cap) != (b["llm_fraction"] > cap)]
+        for low, high in sorted(brackets, key=lambda pair: -min(p["llm_fraction"] for p in pair)):
+            middle = round((low["value"] + high["value"]) / 2, 4)
+            if high["value"] - low["value"] >= 2 * min_step and middle not in done:
+                return middle
     return None
 
 
 def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: int = 0, levels: str = "nb",
-              report: Callable[[str], None] = print, refine: int = 4) -> dict[str, Any]:
+              report: Callable[[str], None] = print, refine: int = 6) -> dict[str, Any]:
     """Every case's knob values; then, per case, up to `refine` more `ocl` points toward the share caps (`refinement`)."""
     started = time.perf_counter()
     for case in plan:  # a recording that does not cover its stream stops the bench here, not after the other cases
