@@ -195,9 +195,9 @@ def bench(
     mu: str = typer.Option("0.05,0.2,0.3,0.4", "--mu", help="with --stream: ocl mu values"),
     thresholds: str = typer.Option("0.6,0.7,0.9", "--thresholds", help="with --stream: threshold values"),
     budgets: str = typer.Option("0.1,0.2,0.3,0.4", "--budgets", help="with --stream: budget shares"),
-    refine: int = typer.Option(6, "--refine", min=0, help="per stream, up to N more ocl points, bisecting mu toward each share cap "
-                               "(10/20/30/40%) whose nearest point lies over a point below it, between neighbouring mu values "
-                               "whose shares lie either side of the cap (0: the grid only)"),
+    refine: int = typer.Option(6, "--refine", min=0, help="per stream, up to N more ocl points toward each share cap "
+                               "(10/20/30/40%) whose nearest point under it lies more than a point below it: the midpoint of "
+                               "neighbouring mu values whose shares lie either side of the cap (0: the grid only)"),
 ) -> None:
     """Each policy's accuracy / LLM-share frontier, the OCL paper's points on the same plot, targets met or not."""
     from benchmarks.cascade.bench import default_plan, one_case, run_bench
