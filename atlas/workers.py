@@ -60,12 +60,16 @@ class EpisodeWorker:
         )
         config = {"configurable": {"thread_id": job.thread_id}}
         snapshot = self.graph.get_state(config)
-        if snapshot.values and not snapshot.next:
+        started = snapshot.created_at is not None
+        # `tasks`, not `next`: a process killed after a node's writes were stored but before the checkpoint
+        # that follows them leaves that node out of `next` (it has writes) though it is still to be committed
+        if started and not snapshot.tasks:
             state = snapshot.values  # finished before its record was written: do not run it twice
         else:
-            # an episode cut off mid-way continues from its last checkpoint; a new one starts from the top;
+            # an episode cut off mid-way continues from its last checkpoint (a node whose writes were stored
+            # is not run again); a new one starts from the top;
             # "sync": each checkpoint is stored before the next node runs (no writer thread left on Ctrl-C)
-            payload = None if snapshot.next else {"episode_id": job.episode_id, "task_id": job.task_id, "steps": []}
+            payload = None if started else {"episode_id": job.episode_id, "task_id": job.task_id, "steps": []}
             with context.calls.active():  # type: ignore[union-attr]
                 state = self.graph.invoke(payload, config, context=context, durability="sync")
         return episode_record(job, state, context.calls)
