@@ -263,7 +263,8 @@ def test_bench_cli_writes_every_point(tmp_path: Path) -> None:
 
 
 def test_bench_refines_the_frontier_toward_each_share_cap() -> None:
-    """A cap whose nearest point lies over a point below it gets the midpoint of the mu values either side of it."""
+    """A cap whose nearest point lies over a point below it gets the midpoint of the mu values either side of it,
+    caps that miss their target first."""
     from benchmarks.cascade.bench import refinement
 
     def at(*rows):
@@ -281,9 +282,14 @@ def test_bench_refines_the_frontier_toward_each_share_cap() -> None:
     assert refinement(noisy, {0.2, 0.42, 0.44, 0.46}) == 0.45  # between 0.46 and its neighbour over the cap
     noisy += at((0.45, 0.066, 0.85))  # the midpoint landed under 0.46's share: the bracket is now 0.44-0.45
     assert refinement(noisy, {0.2, 0.42, 0.44, 0.45, 0.46}) == 0.445
-    noisy += at((0.445, 0.13, 0.89))  # over the cap again: 0.445-0.45 is too narrow to split; the 20% cap is next
-    assert refinement(noisy, {0.2, 0.42, 0.44, 0.445, 0.45, 0.46}) == 0.31
-    assert refinement(at((0.41, 0.05, 0.85), (0.405, 0.15, 0.90)), {0.41, 0.405}) is None  # too close to split
+    noisy += at((0.445, 0.13, 0.89))  # over the cap again: the share moves by points within 0.005 of mu, so split on
+    assert refinement(noisy, {0.2, 0.42, 0.44, 0.445, 0.45, 0.46}) == 0.4475
+    noisy += at((0.4475, 0.092, 0.87))  # close under 10%: the 20% cap is next
+    assert refinement(noisy, {0.2, 0.42, 0.44, 0.445, 0.4475, 0.45, 0.46}) == 0.31
+    assert refinement(at((0.41, 0.05, 0.85), (0.4085, 0.15, 0.90)), {0.41, 0.4085}) is None  # too close to split
+    # a cap whose target is met already waits for one that misses it: 20% (0.90 < 0.92) before 10% (0.89 >= 0.885)
+    assert refinement(at((0.5, 0.05, 0.89), (0.4, 0.15, 0.90), (0.2, 0.38, 0.94)), {0.2, 0.4, 0.5}) == 0.3
+    assert refinement(at((0.5, 0.05, 0.86), (0.4, 0.15, 0.90), (0.2, 0.38, 0.94)), {0.2, 0.4, 0.5}) == 0.45  # both miss: in order
     assert refinement(at((0.5, 0.05, None), (0.4, 0.15, 0.90)), {0.4, 0.5}) is None  # a point without accuracy does not count
 
 
@@ -316,3 +322,28 @@ def test_a_recording_of_part_of_a_source_runs_on_what_it_covers_for_any_seed(tmp
                               "--policy", "threshold", "--out", str(tmp_path / "cli")])
     assert cli.exit_code == 0, cli.output
     assert json.loads((tmp_path / "cli" / "results.json").read_text())["n"] == 100
+
+
+def test_bench_runs_a_case_with_and_without_unlabelled_text_and_checks_a_file_first(tmp_path: Path) -> None:
+    from atlas.config import load_settings
+    from benchmarks.cascade.bench import Case, run_bench
+    from benchmarks.cascade.run import GPT35_IMDB
+    from benchmarks.streams.items import StreamError
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    plan = [Case("outside", "imdb", 300, GPT35_IMDB, {"ocl": (0.3, 0.45, 0.6)}),
+            Case("inside", "imdb", 300, GPT35_IMDB, {"ocl": (0.3, 0.45, 0.6)}, unlabelled="none", refine=False)]
+    results = run_bench(plan, settings, tmp_path / "bench", seed=1, report=lambda line: None, refine=2)
+    inside = [p for p in results["points"] if p["case"] == "inside"]
+    assert len(inside) == 3 and all(p["unlabelled_texts"] == 0 and not p["refined"] for p in inside)
+    assert all(p["unlabelled_texts"] > 24000 for p in results["points"] if p["case"] == "outside")
+    report = (tmp_path / "bench" / "report.md").read_text(encoding="utf-8")
+    assert "topics from the stream only" in report and "topics also from the source's reviews outside the stream" in report
+    missing = Case("file", "imdb", 100, GPT35_IMDB, {"ocl": (0.3,)}, unlabelled=str(tmp_path / "missing.jsonl"))
+    with pytest.raises(StreamError, match="no such unlabelled text file"):  # before any point runs or any file is written
+        run_bench([plan[0], missing], settings, tmp_path / "bench2", seed=1, report=lambda line: None)
+    assert not (tmp_path / "bench2").exists()
+    cli = runner.invoke(app, ["cascade", "run", "--limit", "50", "--unlabelled", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == 2 and "--unlabelled" in cli.output and not (tmp_path / "cli").exists()
+    cli = runner.invoke(app, ["cascade", "bench", "--unlabelled", "none", "--out", str(tmp_path / "cli")])
+    assert cli.exit_code == 2 and "goes with --stream" in cli.output and not (tmp_path / "cli").exists()

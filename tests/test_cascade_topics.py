@@ -113,3 +113,61 @@ def test_k_classes_with_topics_give_probabilities_over_every_class() -> None:
     probs = level.predict_proba(texts[600:])
     assert probs.shape == (300, 3) and np.allclose(probs.sum(axis=1), 1.0)
     assert (probs.argmax(axis=1) == np.array(labels[600:])).mean() > 0.9
+
+
+# --- unlabelled text from outside the stream -------------------------------------------------------------------
+
+
+def test_unlabelled_text_from_outside_the_stream_gives_the_topics_before_the_first_item() -> None:
+    """A corpus handed over before the stream fits the topics at once, so the very first labels train the topic
+    head; the corpus teaches no labels, and the stream's own texts join it in the reservoir afterwards."""
+    rng = np.random.default_rng(7)
+    corpus = [review(rng, POSITIVE if n % 2 else NEGATIVE, FRESH_POSITIVE if n % 2 else FRESH_NEGATIVE, 2, 2) for n in range(600)]
+    stream = [review(rng, POSITIVE if n % 2 else NEGATIVE, FILLER, 2, 1) + f" item {n}" for n in range(64)]
+    labels = {f"r{n}": n % 2 for n in range(64)}
+    llm = LLMLevel(lambda ids, _texts: LLMAnswers([labels[i] for i in ids], np.eye(2)[[labels[i] for i in ids]]), cost=100.0)
+    level = NBTextLevel(n_features=2**16, topics=6, seed=0)
+    cascade = OnlineCascade([level], llm, ThresholdPolicy(1.0), batch_size=32)
+    cascade.observe_unlabelled(corpus)
+    assert level.topics_ is not None and level.topics_.ready and level.topics_.observed_ == 600
+    assert not level.heads_ and level.topic_head_ is None and cascade.position_ == 0  # no label, no item
+    cascade.run(list(labels), stream)
+    assert level.topic_head_ is not None and level.topics_.observed_ == 664
+    without = NBTextLevel(n_features=2**16, topics=6, seed=0)
+    OnlineCascade([without], llm, ThresholdPolicy(1.0), batch_size=32).run(list(labels), stream)
+    assert without.topic_head_ is None  # 64 answered texts: under the first fit's 500
+
+
+def test_auto_unlabelled_text_is_the_sources_reviews_the_stream_does_not_hold() -> None:
+    from benchmarks.streams.items import load_stream, unlabelled_texts
+    from benchmarks.streams.movie_reviews import load_reviews
+
+    stream = load_stream("imdb", 300, seed=4)
+    texts, dropped = unlabelled_texts("auto", stream)
+    everything = load_reviews("imdb")
+    assert len(texts) + dropped == len(everything) - 300 and not set(texts) & {item.text for item in stream.items}
+    both = load_stream("imdb-then-rt", 200, seed=4)
+    texts, dropped = unlabelled_texts("auto", both)
+    assert len(texts) + dropped == len(everything) + len(load_reviews("rotten_tomatoes")) - 200
+    assert unlabelled_texts("none", stream) == ([], 0) and unlabelled_texts("auto", load_stream("text-sources", 50, seed=0)) == ([], 0)
+
+
+def test_an_unlabelled_file_drops_stream_items_and_never_reads_labels(tmp_path) -> None:
+    import json
+
+    from benchmarks.streams.items import StreamError, load_stream, unlabelled_texts
+
+    stream_file = tmp_path / "stream.jsonl"
+    stream_file.write_text("".join(json.dumps({"text": t, "label": "positive"}) + "\n" for t in ("a fine film", "a dull film")), encoding="utf-8")
+    stream = load_stream(str(stream_file))
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text('text,label\n"a dull film",whatever\n"another film, long and odd",not-a-label\nmore words here,\n', encoding="utf-8")
+    assert unlabelled_texts(str(corpus), stream) == (["another film, long and odd", "more words here"], 1)
+    assert unlabelled_texts("auto", stream) == ([], 0)  # a file stream has no source to draw from
+    with pytest.raises(StreamError, match="no such unlabelled text file"):
+        unlabelled_texts(str(tmp_path / "missing.csv"), stream)
+    (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(StreamError, match="the unlabelled text is empty"):
+        unlabelled_texts(str(tmp_path / "empty.jsonl"), stream)
+    with pytest.raises(StreamError, match="give auto, none, or a .csv/.jsonl file"):
+        unlabelled_texts("imdb-rest", stream)

@@ -106,7 +106,7 @@ def annotate(
 
 
 def _options(stream: str, limit: int | None, llm: str | None, policy: str, mu: float, budget: float | None, budget_window: int | None,
-             threshold: float, levels: str, seed: int, batch: int, task=None):
+             threshold: float, levels: str, seed: int, batch: int, task=None, unlabelled: str = "auto"):
     import math
 
     from benchmarks.cascade.run import LEVEL_SETS, POLICIES, CascadeOptions, default_llm
@@ -122,14 +122,20 @@ def _options(stream: str, limit: int | None, llm: str | None, policy: str, mu: f
         raise typer.BadParameter(f"unknown levels {levels!r}; choose one of {', '.join(LEVEL_SETS)}", param_hint="--levels")
     if budget is not None and not 0.0 <= budget <= 1.0:
         raise typer.BadParameter(f"budget must be a fraction in [0, 1], got {budget}", param_hint="--budget")
+    if unlabelled not in ("auto", "none") and not Path(unlabelled).is_file():
+        raise typer.BadParameter(f"{unlabelled!r} is neither auto, none nor a file: give a .csv/.jsonl file with a text column", param_hint="--unlabelled")
     return CascadeOptions(stream=stream, limit=limit, llm=llm or default_llm(stream), policy=policy, mu=mu, budget=budget,
-                          budget_window=budget_window, threshold=threshold, levels=levels, seed=seed, batch_size=batch, task=task)
+                          budget_window=budget_window, threshold=threshold, levels=levels, seed=seed, batch_size=batch, task=task,
+                          unlabelled=unlabelled)
 
 
 STREAM_HELP = "imdb, rotten_tomatoes, imdb-then-rt, imdb-by-length, text-sources, or a .csv/.jsonl file with text (and label)"
 LLM_HELP = ("annotations:NAME|FILE[,FILE] (recorded answers; shipped: imdb-gpt-3.5, imdb-local-5000.jsonl, rt-local-2000.jsonl), "
             "local, or openai:MODEL; default: GPT-3.5's answers for IMDB streams, the local model's otherwise")
 LEVELS_HELP = "cheap levels below the LLM: nb (default), hashed, nb,minilm or hashed,minilm"
+UNLABELLED_HELP = ("text from outside the stream that the topics learn from, without labels: auto (a built-in review stream: the "
+                   "reviews of its sources it does not hold), none (the stream's answered texts only), or a .csv/.jsonl file with a "
+                   "text column (labels never read; texts that are also stream items are dropped)")
 MU_HELP = "ocl: price of one deferral in expected errors (0 = send all to the LLM; about 0.5 and up: warm-up and exploration only)"
 
 
@@ -155,12 +161,13 @@ def run_command(
     headline: str | None = typer.Option(None, "--headline", help="the class whose recall is the headline figure (a rare class)"),
     covered_only: bool = typer.Option(False, "--covered-only", help="recorded answers of part of a source: run on the items they cover "
                                       "(in the seed's order, up to --limit)"),
+    unlabelled: str = typer.Option("auto", "--unlabelled", help=UNLABELLED_HELP),
 ) -> None:
     """Answer a stream with an online cascade; write results.json, per-item JSONL and plots."""
     from benchmarks.cascade.run import run_cascade
 
     options = _options(stream, limit, llm, policy, mu, budget, budget_window, threshold, levels, seed, batch,
-                       _task(task, stream, labels, prompt, label_words, headline))
+                       _task(task, stream, labels, prompt, label_words, headline), unlabelled)
     options.covered_only = covered_only
     with Progress(TextColumn("cascade"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console) as bar:
         bar_id = bar.add_task("cascade", total=limit)
@@ -196,8 +203,10 @@ def bench(
     thresholds: str = typer.Option("0.6,0.7,0.9", "--thresholds", help="with --stream: threshold values"),
     budgets: str = typer.Option("0.1,0.2,0.3,0.4", "--budgets", help="with --stream: budget shares"),
     refine: int = typer.Option(6, "--refine", min=0, help="per stream, up to N more ocl points toward each share cap "
-                               "(10/20/30/40%) whose nearest point under it lies more than a point below it: the midpoint of "
-                               "neighbouring mu values whose shares lie either side of the cap (0: the grid only)"),
+                               "(10/20/30/40%) whose nearest point under it lies more than a point below it, caps that miss "
+                               "their target first: the midpoint of neighbouring mu values whose shares lie either side of "
+                               "the cap (0: the grid only)"),
+    unlabelled: str = typer.Option("auto", "--unlabelled", help=f"with --stream: {UNLABELLED_HELP}"),
 ) -> None:
     """Each policy's accuracy / LLM-share frontier, the OCL paper's points on the same plot, targets met or not."""
     from benchmarks.cascade.bench import default_plan, one_case, run_bench
@@ -207,12 +216,15 @@ def bench(
             [(v, "--thresholds", 0.0, 1.0) for v in _floats(thresholds, "--thresholds")] + [(v, "--budgets", 0.0, 1.0) for v in _floats(budgets, "--budgets")]:
         if not low <= value <= high:
             raise typer.BadParameter(f"{value:g} is out of range [{low:g}, {high:g}]", param_hint=option)
-    _options(stream or "imdb", limit, llm, "ocl", 0.1, 0.1, None, 0.7, levels, seed, 32)  # validates levels
+    _options(stream or "imdb", limit, llm, "ocl", 0.1, 0.1, None, 0.7, levels, seed, 32, unlabelled=unlabelled)  # validates levels, --unlabelled
+    if stream is None and unlabelled != "auto":
+        raise typer.BadParameter("goes with --stream: the default plan already runs IMDB both with the reviews outside the stream (auto) "
+                                 "and without them (none)", param_hint="--unlabelled")
     if stream is None:
         plan = default_plan()
     else:
         knobs = {"ocl": _floats(mu, "--mu"), "threshold": _floats(thresholds, "--thresholds"), "budget": _floats(budgets, "--budgets")}
-        plan = one_case(stream, limit, llm or default_llm(stream), {k: v for k, v in knobs.items() if v})
+        plan = one_case(stream, limit, llm or default_llm(stream), {k: v for k, v in knobs.items() if v}, unlabelled)
     results = run_bench(plan, state(ctx).settings, out, seed=seed, levels=levels, report=lambda line: console.print(line, highlight=False), refine=refine)
     for row in results["targets"]:
         best = row["best"]
@@ -234,6 +246,7 @@ def sweep(
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
     labels: str | None = typer.Option(None, "--labels", help="class names, comma-separated (a task without a file)"),
     headline: str | None = typer.Option(None, "--headline", help="the class whose recall is the headline figure"),
+    unlabelled: str = typer.Option("auto", "--unlabelled", help=UNLABELLED_HELP),
 ) -> None:
     """The accuracy-cost frontier of the ocl policy over mu, with its plot; marks where it matches LLM-only accuracy."""
     from benchmarks.cascade.run import run_cascade
@@ -242,7 +255,7 @@ def sweep(
     values = _floats(mu, "--mu")
     points = []
     for value in values:
-        options = _options(stream, limit, llm, "ocl", value, None, None, 0.7, levels, seed, 32, the_task)
+        options = _options(stream, limit, llm, "ocl", value, None, None, 0.7, levels, seed, 32, the_task, unlabelled)
         result = run_cascade(options, state(ctx).settings, out / f"mu-{value:g}")
         points.append({"mu": value, "accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "llm_fraction": result["llm_fraction"], "cost": result["cost"],
                        "cost_llm_only": result["cost_llm_only"], "llm_accuracy": result["llm_accuracy"], "llm_macro_f1": result["llm_macro_f1"],

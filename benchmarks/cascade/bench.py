@@ -19,12 +19,12 @@ from benchmarks.cascade.run import (
     open_stream,
     run_cascade,
 )
+from benchmarks.streams.items import unlabelled_texts
 
 # Nie et al., Online Cascade Learning (ICML 2024), IMDB with GPT-3.5: LR on TF-IDF, then BERT-base
 # fine-tuned online on a GPU (the authors' run logs; /work/shared/data/llm-labels/README.md)
 PAPER_POINTS = ((0.088, 0.872), (0.093, 0.878), (0.207, 0.915), (0.294, 0.924), (0.409, 0.930))
 TARGETS = ((0.10, 0.885), (0.20, 0.920), (0.30, 0.930), (0.40, 0.937))
-CAPS = tuple(cap for cap, _target in TARGETS)  # the LLM shares the target table reads
 KNOB = {"ocl": "mu", "threshold": "threshold", "budget": "budget"}
 
 
@@ -38,6 +38,8 @@ class Case:
     llm: str
     knobs: dict[str, tuple[float, ...]] = field(default_factory=dict)
     covered_only: bool = False  # the items the recorded answers cover, in the seed's order (a recording of part of a source)
+    unlabelled: str = "auto"  # text from outside the stream for the topics (`CascadeOptions.unlabelled`)
+    refine: bool = True  # bisect toward the share caps (a comparison case may not need it)
 
 
 def default_plan() -> list[Case]:
@@ -47,18 +49,21 @@ def default_plan() -> list[Case]:
              # share falls from ~70% to ~5% as mu goes from 0.05 to 0.55: the grid is densest where it falls fastest
              {"ocl": (0.05, 0.1, 0.2, 0.22, 0.25, 0.3, 0.33, 0.36, 0.37, 0.38, 0.39, 0.4, 0.41, 0.42, 0.44, 0.46, 0.5, 0.55), "threshold": (0.6, 0.8),
               "budget": (0.05, 0.1, 0.2, 0.4)}),
+        # the same stream with topics fitted on its own answered texts only (no reviews from outside it)
+        Case("imdb-gpt-3.5-stream-topics", "imdb", 12500, GPT35_IMDB, {"ocl": (0.2, 0.3, 0.37, 0.44, 0.46)}, unlabelled="none", refine=False),
         Case("imdb-by-length-gpt-3.5", "imdb-by-length", 12500, GPT35_IMDB, {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.2,)}),
         # the local model answered 5,000 reviews (seed 0's first 5,000): every seed runs on those, in its own order
         Case("imdb-local", "imdb", 5000, LOCAL_ANSWERS["imdb"], {"ocl": (0.2,), "threshold": (0.7,), "budget": (0.1,)}, covered_only=True),
     ]
 
 
-def one_case(stream: str, limit: int | None, llm: str, knobs: dict[str, tuple[float, ...]]) -> list[Case]:
-    return [Case(f"{Path(stream).name}", stream, limit, llm, knobs)]
+def one_case(stream: str, limit: int | None, llm: str, knobs: dict[str, tuple[float, ...]], unlabelled: str = "auto") -> list[Case]:
+    return [Case(f"{Path(stream).name}", stream, limit, llm, knobs, unlabelled=unlabelled)]
 
 
 def options_for(case: Case, policy: str, value: float, seed: int, levels: str) -> CascadeOptions:
-    options = CascadeOptions(stream=case.stream, limit=case.limit, llm=case.llm, policy=policy, seed=seed, levels=levels, covered_only=case.covered_only)
+    options = CascadeOptions(stream=case.stream, limit=case.limit, llm=case.llm, policy=policy, seed=seed, levels=levels,
+                             covered_only=case.covered_only, unlabelled=case.unlabelled)
     if policy == "ocl":
         options.mu = value
     elif policy == "threshold":
@@ -71,17 +76,23 @@ def options_for(case: Case, policy: str, value: float, seed: int, levels: str) -
 POINT_KEYS = ("llm_fraction", "accuracy", "agreement_with_llm", "llm_accuracy", "items_per_s_non_llm", "items_per_s_answer_only", "n", "seconds")
 
 
-def refinement(points: Sequence[dict[str, Any]], done: set[float], caps: Sequence[float] = CAPS,
-               slack: float = 0.01, min_step: float = 0.005) -> float | None:
+def refinement(points: Sequence[dict[str, Any]], done: set[float], targets: Sequence[tuple[float, float]] = TARGETS,
+               slack: float = 0.01, min_step: float = 0.001) -> float | None:
     """The next mu to run for one case's `ocl` points: for the first share cap whose nearest point below it
     lies more than `slack` under it, the midpoint of two neighbouring mu values (in mu order) whose shares lie
     either side of the cap, the pair whose point under the cap is nearest to it first (a bisection toward the
     cap, as a user looking for the mu of a budget would do: a fixed grid can leave a cap's best point far below
-    it where the share falls fast). Bracketing by neighbours keeps the search going where the share is not
-    monotone in mu (a midpoint that lands under its lower neighbour opens a new bracket on the other side).
+    it where the share falls fast). Caps whose target no point under them meets yet come first, then the others
+    in order. Bracketing by neighbours keeps the search going where the share is not monotone in mu (a midpoint
+    that lands under its lower neighbour opens a new bracket on the other side); near a cap the share can move
+    by points for a change of mu of 0.01, so brackets are split down to `min_step`.
     None when every cap has a point close below it, or no bracket is wide enough to split."""
     measured = sorted((p for p in points if p["accuracy"] is not None), key=lambda p: p["value"])
-    for cap in caps:
+
+    def met(cap: float, target: float) -> bool:
+        return any(p["llm_fraction"] <= cap and p["accuracy"] >= target for p in measured)
+
+    for cap, _target in sorted(targets, key=lambda row: met(*row)):  # stable: the caps' own order within each group
         under = [p["llm_fraction"] for p in measured if p["llm_fraction"] <= cap]
         if not under or len(under) == len(measured) or cap - max(under) <= slack:
             continue
@@ -97,9 +108,10 @@ def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: in
               report: Callable[[str], None] = print, refine: int = 6) -> dict[str, Any]:
     """Every case's knob values; then, per case, up to `refine` more `ocl` points toward the share caps (`refinement`)."""
     started = time.perf_counter()
-    for case in plan:  # a recording that does not cover its stream stops the bench here, not after the other cases
-        if case.llm.startswith("annotations:"):
-            open_stream(options_for(case, next(iter(case.knobs), "ocl"), 0.0, seed, levels), settings)
+    for case in plan:  # a recording that does not cover its stream, or unlabelled text that cannot be read, stops the bench here
+        options = options_for(case, next(iter(case.knobs), "ocl"), 0.0, seed, levels)
+        if case.llm.startswith("annotations:") or case.unlabelled not in ("auto", "none"):
+            unlabelled_texts(case.unlabelled, open_stream(options, settings)[1])
     out.mkdir(parents=True, exist_ok=True)
     points: list[dict[str, Any]] = []
     with (out / "points.jsonl").open("w", encoding="utf-8") as sink:  # each point as it is measured: an interrupted bench keeps them
@@ -107,7 +119,7 @@ def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: in
             result = run_cascade(options_for(case, policy, value, seed, levels), settings)
             point = {"case": case.name, "stream": case.stream, "llm": case.llm, "policy": policy, "knob": KNOB[policy], "value": value,
                      "seed": seed, "levels": levels, "refined": refined, **{key: result[key] for key in POINT_KEYS},
-                     "drift_detections": len(result["drift_detections"])}
+                     "drift_detections": len(result["drift_detections"]), "unlabelled_texts": result["unlabelled"]["texts"]}
             points.append(point)
             sink.write(json.dumps(point) + "\n")
             sink.flush()
@@ -120,7 +132,7 @@ def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: in
                 for value in values:
                     measure(case, policy, value)
             mine = [p for p in points if p["case"] == case.name and p["policy"] == "ocl"]
-            for _ in range(refine if len(mine) >= 3 else 0):
+            for _ in range(refine if case.refine and len(mine) >= 3 else 0):
                 middle = refinement(mine, {round(p["value"], 4) for p in mine})
                 if middle is None:
                     break
@@ -153,7 +165,8 @@ def markdown(results: dict[str, Any]) -> str:
         if not rows:
             continue
         llm_accuracy = rows[0]["llm_accuracy"]
-        lines += [f"## {case['name']} ({case['stream']}, {rows[0]['n']} items, {case['llm']}; LLM alone {llm_accuracy:.3f})", "",
+        corpus = {"auto": "topics also from the source's reviews outside the stream", "none": "topics from the stream only"}.get(case["unlabelled"], f"unlabelled text {case['unlabelled']}")
+        lines += [f"## {case['name']} ({case['stream']}, {rows[0]['n']} items, {case['llm']}; LLM alone {llm_accuracy:.3f}; {corpus})", "",
                   "| policy | knob | LLM share | accuracy | agreement with LLM | items/s (stream) | items/s (answer only) |", "|---|---|---|---|---|---|---|"]
         for p in rows:
             lines.append(f"| {p['policy']} | {p['knob']} {p['value']:g}{' (refined)' if p.get('refined') else ''} | {p['llm_fraction']:.3f} | {p['accuracy']:.4f} | {p['agreement_with_llm']:.3f} | "
@@ -171,14 +184,20 @@ def markdown(results: dict[str, Any]) -> str:
 def plot(points: Sequence[dict[str, Any]], plan: Sequence[Case], path: Path) -> None:
     from matplotlib.figure import Figure  # the object API: no pyplot state, the caller's backend untouched
 
-    fig = Figure(figsize=(5.5 * len(plan), 4.2))
-    axes = fig.subplots(1, len(plan), squeeze=False)
-    for axis, case in zip(axes[0], plan):
+    # one panel per stream and LLM; a case that differs from the first only in its unlabelled text shares its panel
+    panels: dict[tuple[Any, ...], list[Case]] = {}
+    for case in plan:
+        panels.setdefault((case.stream, case.limit, case.llm, case.covered_only), []).append(case)
+    fig = Figure(figsize=(5.5 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    for axis, (case, *extras) in zip(axes[0], panels.values()):
+        for drawn, style in [(case, "o-"), *((extra, "x--") for extra in extras)]:
+            for policy in KNOB:
+                rows = sorted((p for p in points if p["case"] == drawn.name and p["policy"] == policy), key=lambda p: p["llm_fraction"])
+                if rows:
+                    axis.plot([p["llm_fraction"] for p in rows], [p["accuracy"] for p in rows], style,
+                              label=policy if drawn is case else f"{policy}, {drawn.name}")
         mine = [p for p in points if p["case"] == case.name]
-        for policy in KNOB:
-            rows = sorted((p for p in mine if p["policy"] == policy), key=lambda p: p["llm_fraction"])
-            if rows:
-                axis.plot([p["llm_fraction"] for p in rows], [p["accuracy"] for p in rows], "o-", label=policy)
         if mine and mine[0]["llm_accuracy"] is not None:
             axis.axhline(mine[0]["llm_accuracy"], color="grey", linestyle="--", label="LLM alone")
         if case.llm == GPT35_IMDB:

@@ -12,6 +12,7 @@ from typing import Any
 from atlas.config import AtlasSettings
 from atlas.errors import AtlasError
 from atlas.llm.answerers import AnnotationAnswerer, LiveAnswerer
+from benchmarks.streams.items import unlabelled_texts
 from policies.cascade.cascade import OnlineCascade
 from policies.cascade.deferral import BudgetPolicy, OCLPolicy, ThresholdPolicy
 from policies.cascade.drift import DisagreementDrift
@@ -52,6 +53,7 @@ class CascadeOptions:
     batch_size: int = 32
     task: Any = None  # a policies.cascade.task.Task; None: the stream's own task
     covered_only: bool = False  # recorded answers: the stream's items they cover, in the seed's order, up to `limit`
+    unlabelled: str = "auto"  # text from outside the stream for the topics: auto, none, or a CSV/JSONL file (labels unread)
 
 
 def annotation_path(name: str) -> Path:
@@ -163,12 +165,15 @@ def open_stream(options: CascadeOptions, settings: AtlasSettings) -> tuple[Any, 
 def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | None = None,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     task, stream, answerer, client = open_stream(options, settings)
+    corpus, dropped = unlabelled_texts(options.unlabelled, stream)
     ids, texts = [i.id for i in stream.items], [i.text for i in stream.items]
     levels = build_levels(options.levels, len(stream.labels), options.seed)
     llm = LLMLevel(answerer, cost=LEVEL_COSTS["llm"])
     policy = build_policy(options, [level.cost for level in levels] + [llm.cost])
     cascade = OnlineCascade(levels, llm, policy, batch_size=options.batch_size, drift=DisagreementDrift())
     started = time.perf_counter()
+    cascade.observe_unlabelled(corpus)  # once, before the first item (the topics fitted on it)
+    corpus_seconds = time.perf_counter() - started
     run = cascade.run(ids, texts, progress)
     answer_only = answer_speed(levels, texts)
     truth = [i.label for i in stream.items]
@@ -179,6 +184,8 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     results = {
         "stream": options.stream, "policy": options.policy, "mu": options.mu, "budget": options.budget, "seed": options.seed,
         "threshold": options.threshold, "llm": options.llm, "covered_only": options.covered_only, "levels": [level.name for level in levels] + [llm.name],
+        "unlabelled": {"source": options.unlabelled, "texts": len(corpus), "dropped_as_stream_items": dropped,
+                       "seconds": round(corpus_seconds, 2)},
         "task": task.name, "labels": list(task.labels),
         **summarize(run, truth, {level.name: level.cost for level in [*levels, llm]}, llm.name, reference, dollars, task.labels, task.headline_index),
         "items_per_s_answer_only": answer_only,

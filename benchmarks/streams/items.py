@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas.errors import AtlasError
-from benchmarks.streams.movie_reviews import LABEL_NAMES, Source, seeded_reviews
+from benchmarks.streams.movie_reviews import LABEL_NAMES, SOURCES, Source, load_reviews, seeded_reviews
 from benchmarks.streams.text_sources import CLASSES as TEXT_SOURCE_CLASSES
 
 BUILT_IN = ("imdb", "rotten_tomatoes", "imdb-then-rt", "imdb-by-length", "text-sources")
@@ -112,8 +112,15 @@ def _csv_fields_up_to(size: int):
 
 
 def _read_file(path: Path, labels: tuple[str, ...], limit: int | None) -> list[StreamItem]:
+    rows = _read_rows(path, limit)
+    items = [_item(row, where, n) for n, (where, row) in enumerate(rows)]
+    return _with_labels(path, items, [row.get("label") for _, row in rows], [where for where, _ in rows], labels)
+
+
+def _read_rows(path: Path, limit: int | None, what: str = "stream") -> list[tuple[str, dict]]:
+    """The rows of a CSV/JSONL file, each with where it stands (`file, line N`) for errors."""
     if not path.is_file():
-        raise StreamError(f"{path}: no such stream file")
+        raise StreamError(f"{path}: no such {what} file")
     text = _decode(path)
     rows: list[tuple[str, dict]] = []  # (where, row)
     if path.suffix.lower() == ".csv":
@@ -153,9 +160,33 @@ def _read_file(path: Path, labels: tuple[str, ...], limit: int | None) -> list[S
             if limit and len(rows) >= limit:
                 break
     if not rows:
-        raise StreamError(f"{path}: the stream is empty (no rows with a 'text' field)")
-    items = [_item(row, where, n) for n, (where, row) in enumerate(rows)]
-    return _with_labels(path, items, [row.get("label") for _, row in rows], [where for where, _ in rows], labels)
+        raise StreamError(f"{path}: the {what} is empty (no rows with a 'text' field)")
+    return rows
+
+
+def unlabelled_texts(spec: str, stream: Stream) -> tuple[list[str], int]:
+    """In-domain text from outside the stream, for levels that learn without labels (topics): `auto` (a
+    built-in review stream: the reviews of its sources that it does not hold; other streams: none), `none`,
+    or a CSV/JSONL file with a `text` column (its labels, if any, are never read). Texts that are also texts
+    of stream items are dropped (a file may hold them, and a source may hold the same review twice), since
+    no level may see an item before the cascade has answered it.
+    Returns the texts and how many were dropped."""
+    if spec == "none":
+        return [], 0
+    if spec == "auto":
+        sources = {item.source for item in stream.items}
+        if stream.name not in BUILT_IN or not sources <= set(SOURCES):
+            return [], 0
+        held = {item.id for item in stream.items}
+        texts = [r.text for source in sorted(sources) for r in load_reviews(source) if r.id not in held]  # type: ignore[arg-type]
+    else:
+        path = Path(spec)
+        if path.suffix.lower() not in (".csv", ".jsonl", ".json") and not path.exists():
+            raise StreamError(f"unlabelled text {spec!r}: give auto, none, or a .csv/.jsonl file with a text column")
+        texts = [_item(row, where, n).text for n, (where, row) in enumerate(_read_rows(path, None, "unlabelled text"))]
+    in_stream = {item.text for item in stream.items}
+    kept = [text for text in texts if text not in in_stream]
+    return kept, len(texts) - len(kept)
 
 
 def _with_labels(path: Path, items: list[StreamItem], raw: list, wheres: list[str], labels: tuple[str, ...]) -> list[StreamItem]:
