@@ -343,6 +343,10 @@ def test_bench_runs_a_case_with_and_without_unlabelled_text_and_checks_a_file_fi
     with pytest.raises(StreamError, match="no such unlabelled text file"):  # before any point runs or any file is written
         run_bench([plan[0], missing], settings, tmp_path / "bench2", seed=1, report=lambda line: None)
     assert not (tmp_path / "bench2").exists()
+    from benchmarks.cascade.run import CascadeOptions, run_cascade
+
+    hashed = run_cascade(CascadeOptions(limit=64, levels="hashed", policy="threshold"), settings)
+    assert hashed["unlabelled"]["texts"] == 0  # no level learns without labels: nothing was taken
     cli = runner.invoke(app, ["cascade", "run", "--limit", "50", "--unlabelled", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "cli")])
     assert cli.exit_code == 2 and "--unlabelled" in cli.output and not (tmp_path / "cli").exists()
     cli = runner.invoke(app, ["cascade", "bench", "--unlabelled", "none", "--out", str(tmp_path / "cli")])

@@ -161,8 +161,9 @@ def test_an_unlabelled_file_drops_stream_items_and_never_reads_labels(tmp_path) 
     stream_file.write_text("".join(json.dumps({"text": t, "label": "positive"}) + "\n" for t in ("a fine film", "a dull film")), encoding="utf-8")
     stream = load_stream(str(stream_file))
     corpus = tmp_path / "corpus.csv"
-    corpus.write_text('text,label\n"a dull film",whatever\n"another film, long and odd",not-a-label\nmore words here,\n', encoding="utf-8")
-    assert unlabelled_texts(str(corpus), stream) == (["another film, long and odd", "more words here"], 1)
+    corpus.write_text('text,label,id\n"a dull film",whatever,1\n"another film, long and odd",not-a-label,\nmore words here,,{}\n'
+                      '"A  Fine<br />FILM ",,\n', encoding="utf-8")  # ids and labels are never read; a copy differing in case and spacing is caught
+    assert unlabelled_texts(str(corpus), stream) == (["another film, long and odd", "more words here"], 2)
     assert unlabelled_texts("auto", stream) == ([], 0)  # a file stream has no source to draw from
     with pytest.raises(StreamError, match="no such unlabelled text file"):
         unlabelled_texts(str(tmp_path / "missing.csv"), stream)

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.memory import InMemorySaver
 
 from atlas.config import load_settings
@@ -312,7 +314,7 @@ def test_an_episode_killed_between_a_nodes_writes_and_its_checkpoint_is_finished
             self.fail_at: int | None = None
             self.puts = 0
 
-        def put(self, config, checkpoint, metadata, new_versions):  # noqa: ANN001, ANN201 (LangGraph's signature)
+        def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
             self.puts += 1
             if self.fail_at is not None and self.puts == self.fail_at:
                 raise _KilledBeforeCheckpoint(self.puts)

@@ -19,7 +19,7 @@ from benchmarks.cascade.run import (
     open_stream,
     run_cascade,
 )
-from benchmarks.streams.items import unlabelled_texts
+from benchmarks.streams.items import load_stream, unlabelled_texts
 
 # Nie et al., Online Cascade Learning (ICML 2024), IMDB with GPT-3.5: LR on TF-IDF, then BERT-base
 # fine-tuned online on a GPU (the authors' run logs; /work/shared/data/llm-labels/README.md)
@@ -99,7 +99,7 @@ def refinement(points: Sequence[dict[str, Any]], done: set[float], targets: Sequ
         brackets = [(a, b) for a, b in zip(measured, measured[1:]) if (a["llm_fraction"] > cap) != (b["llm_fraction"] > cap)]
         for low, high in sorted(brackets, key=lambda pair: -min(p["llm_fraction"] for p in pair)):
             middle = round((low["value"] + high["value"]) / 2, 4)
-            if high["value"] - low["value"] >= 2 * min_step and middle not in done:
+            if high["value"] - low["value"] >= 2 * min_step - 1e-9 and middle not in done:  # mu values are decimals
                 return middle
     return None
 
@@ -109,9 +109,14 @@ def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: in
     """Every case's knob values; then, per case, up to `refine` more `ocl` points toward the share caps (`refinement`)."""
     started = time.perf_counter()
     for case in plan:  # a recording that does not cover its stream, or unlabelled text that cannot be read, stops the bench here
-        options = options_for(case, next(iter(case.knobs), "ocl"), 0.0, seed, levels)
-        if case.llm.startswith("annotations:") or case.unlabelled not in ("auto", "none"):
-            unlabelled_texts(case.unlabelled, open_stream(options, settings)[1])
+        if case.llm.startswith("annotations:"):
+            stream = open_stream(options_for(case, next(iter(case.knobs), "ocl"), 0.0, seed, levels), settings)[1]
+        elif case.unlabelled not in ("auto", "none"):
+            stream = load_stream(case.stream, case.limit, seed)  # a live LLM is not started only to check a file
+        else:
+            continue
+        if case.unlabelled not in ("auto", "none"):
+            unlabelled_texts(case.unlabelled, stream)
     out.mkdir(parents=True, exist_ok=True)
     points: list[dict[str, Any]] = []
     with (out / "points.jsonl").open("w", encoding="utf-8") as sink:  # each point as it is measured: an interrupted bench keeps them
@@ -165,7 +170,9 @@ def markdown(results: dict[str, Any]) -> str:
         if not rows:
             continue
         llm_accuracy = rows[0]["llm_accuracy"]
-        corpus = {"auto": "topics also from the source's reviews outside the stream", "none": "topics from the stream only"}.get(case["unlabelled"], f"unlabelled text {case['unlabelled']}")
+        taken = rows[0].get("unlabelled_texts", 0)
+        corpus = ("topics from the stream only" if not taken else "topics also from the source's reviews outside the stream" if case["unlabelled"] == "auto"
+                  else f"topics also from {case['unlabelled']}")
         lines += [f"## {case['name']} ({case['stream']}, {rows[0]['n']} items, {case['llm']}; LLM alone {llm_accuracy:.3f}; {corpus})", "",
                   "| policy | knob | LLM share | accuracy | agreement with LLM | items/s (stream) | items/s (answer only) |", "|---|---|---|---|---|---|---|"]
         for p in rows:

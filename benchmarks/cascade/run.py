@@ -172,7 +172,7 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     policy = build_policy(options, [level.cost for level in levels] + [llm.cost])
     cascade = OnlineCascade(levels, llm, policy, batch_size=options.batch_size, drift=DisagreementDrift())
     started = time.perf_counter()
-    cascade.observe_unlabelled(corpus)  # once, before the first item (the topics fitted on it)
+    takers = cascade.observe_unlabelled(corpus)  # once, before the first item (the topics fitted on it)
     corpus_seconds = time.perf_counter() - started
     run = cascade.run(ids, texts, progress)
     answer_only = answer_speed(levels, texts)
@@ -184,7 +184,8 @@ def run_cascade(options: CascadeOptions, settings: AtlasSettings, out: Path | No
     results = {
         "stream": options.stream, "policy": options.policy, "mu": options.mu, "budget": options.budget, "seed": options.seed,
         "threshold": options.threshold, "llm": options.llm, "covered_only": options.covered_only, "levels": [level.name for level in levels] + [llm.name],
-        "unlabelled": {"source": options.unlabelled, "texts": len(corpus), "dropped_as_stream_items": dropped,
+        # texts: what the levels took (0 when no level learns without labels, e.g. --levels hashed)
+        "unlabelled": {"source": options.unlabelled, "texts": len(corpus) if takers else 0, "dropped_as_stream_items": dropped,
                        "seconds": round(corpus_seconds, 2)},
         "task": task.name, "labels": list(task.labels),
         **summarize(run, truth, {level.name: level.cost for level in [*levels, llm]}, llm.name, reference, dollars, task.labels, task.headline_index),

@@ -120,7 +120,7 @@ def _read_file(path: Path, labels: tuple[str, ...], limit: int | None) -> list[S
 def _read_rows(path: Path, limit: int | None, what: str = "stream") -> list[tuple[str, dict]]:
     """The rows of a CSV/JSONL file, each with where it stands (`file, line N`) for errors."""
     if not path.is_file():
-        raise StreamError(f"{path}: no such {what} file")
+        raise StreamError(f"{path}: no such {what} file; give the path of an existing .csv or .jsonl file with a text column")
     text = _decode(path)
     rows: list[tuple[str, dict]] = []  # (where, row)
     if path.suffix.lower() == ".csv":
@@ -183,10 +183,16 @@ def unlabelled_texts(spec: str, stream: Stream) -> tuple[list[str], int]:
         path = Path(spec)
         if path.suffix.lower() not in (".csv", ".jsonl", ".json") and not path.exists():
             raise StreamError(f"unlabelled text {spec!r}: give auto, none, or a .csv/.jsonl file with a text column")
-        texts = [_item(row, where, n).text for n, (where, row) in enumerate(_read_rows(path, None, "unlabelled text"))]
-    in_stream = {item.text for item in stream.items}
-    kept = [text for text in texts if text not in in_stream]
+        texts = [_text(row, where) for where, row in _read_rows(path, None, "unlabelled text")]
+    in_stream = {_comparable(item.text) for item in stream.items}
+    kept = [text for text in texts if _comparable(text) not in in_stream]
     return kept, len(texts) - len(kept)
+
+
+def _comparable(text: str) -> str:
+    """A text as the no-peeking check compares it: the line breaks the review sources carry (`<br />`) and runs
+    of white space as one space, case folded, so a copy of a stream item in a user's file is caught as well."""
+    return " ".join(text.replace("<br />", " ").replace("<br/>", " ").split()).casefold()
 
 
 def _with_labels(path: Path, items: list[StreamItem], raw: list, wheres: list[str], labels: tuple[str, ...]) -> list[StreamItem]:
@@ -214,10 +220,15 @@ def _with_labels(path: Path, items: list[StreamItem], raw: list, wheres: list[st
     return out
 
 
-def _item(row: dict, where: str, index: int) -> StreamItem:
+def _text(row: dict, where: str) -> str:
     text = row.get("text")
     if not isinstance(text, str) or not text.strip():
         raise StreamError(f"{where}: missing or empty 'text'")
+    return text
+
+
+def _item(row: dict, where: str, index: int) -> StreamItem:
+    text = _text(row, where)
     raw_id = row.get("id")
     if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
         raise StreamError(f"{where}: 'id' must be a string or an integer, got {raw_id!r}")

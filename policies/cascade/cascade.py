@@ -107,14 +107,15 @@ class OnlineCascade:
             self._batch(run, list(ids[first:first + self.batch_size]), list(texts[first:first + self.batch_size]))
         return FedBatch(run.outcomes, run.non_llm_seconds, tuple(run.drift_positions))
 
-    def observe_unlabelled(self, texts: Sequence[str]) -> None:
+    def observe_unlabelled(self, texts: Sequence[str]) -> int:
         """Unlabelled text from outside the stream (a corpus of the same kind the user holds, never items
         still to come): the levels that learn without labels (`observe`) take it as text seen before the
-        next item, so their topics are there from the first label instead of after hundreds of items."""
-        for level in self.levels:
-            observe = getattr(level, "observe", None)
-            if observe is not None and len(texts):
-                observe(list(texts))
+        next item, so their topics are there from the first label instead of after hundreds of items.
+        Returns how many levels took it (0: none learns without labels)."""
+        takers = [observe for level in self.levels if (observe := getattr(level, "observe", None)) is not None]
+        for observe in takers if len(texts) else []:
+            observe(list(texts))
+        return len(takers) if len(texts) else 0
 
     def run(self, ids: Sequence[str], texts: Sequence[str], progress: Callable[[int], None] | None = None) -> CascadeRun:
         """Answer a whole stream; returns the figures of this run only."""
