@@ -122,7 +122,9 @@ def _options(stream: str, limit: int | None, llm: str | None, policy: str, mu: f
         raise typer.BadParameter(f"unknown levels {levels!r}; choose one of {', '.join(LEVEL_SETS)}", param_hint="--levels")
     if budget is not None and not 0.0 <= budget <= 1.0:
         raise typer.BadParameter(f"budget must be a fraction in [0, 1], got {budget}", param_hint="--budget")
-    if unlabelled not in ("auto", "none") and not Path(unlabelled).is_file():
+    from benchmarks.streams.items import UNLABELLED_WORDS
+
+    if unlabelled not in UNLABELLED_WORDS and not Path(unlabelled).is_file():
         raise typer.BadParameter(f"{unlabelled!r} is neither auto, none nor a file: give a .csv/.jsonl file with a text column", param_hint="--unlabelled")
     return CascadeOptions(stream=stream, limit=limit, llm=llm or default_llm(stream), policy=policy, mu=mu, budget=budget,
                           budget_window=budget_window, threshold=threshold, levels=levels, seed=seed, batch_size=batch, task=task,

@@ -19,7 +19,7 @@ from benchmarks.cascade.run import (
     open_stream,
     run_cascade,
 )
-from benchmarks.streams.items import load_stream, unlabelled_texts
+from benchmarks.streams.items import UNLABELLED_WORDS, load_stream, unlabelled_texts
 
 # Nie et al., Online Cascade Learning (ICML 2024), IMDB with GPT-3.5: LR on TF-IDF, then BERT-base
 # fine-tuned online on a GPU (the authors' run logs; /work/shared/data/llm-labels/README.md)
@@ -111,11 +111,9 @@ def run_bench(plan: Sequence[Case], settings: AtlasSettings, out: Path, seed: in
     for case in plan:  # a recording that does not cover its stream, or unlabelled text that cannot be read, stops the bench here
         if case.llm.startswith("annotations:"):
             stream = open_stream(options_for(case, next(iter(case.knobs), "ocl"), 0.0, seed, levels), settings)[1]
-        elif case.unlabelled not in ("auto", "none"):
-            stream = load_stream(case.stream, case.limit, seed)  # a live LLM is not started only to check a file
-        else:
-            continue
-        if case.unlabelled not in ("auto", "none"):
+        if case.unlabelled not in UNLABELLED_WORDS:
+            if not case.llm.startswith("annotations:"):
+                stream = load_stream(case.stream, case.limit, seed)  # a live LLM is not started only to check a file
             unlabelled_texts(case.unlabelled, stream)
     out.mkdir(parents=True, exist_ok=True)
     points: list[dict[str, Any]] = []

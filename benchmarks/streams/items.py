@@ -164,6 +164,9 @@ def _read_rows(path: Path, limit: int | None, what: str = "stream") -> list[tupl
     return rows
 
 
+UNLABELLED_WORDS = ("auto", "none")  # what `--unlabelled` takes besides a file
+
+
 def unlabelled_texts(spec: str, stream: Stream) -> tuple[list[str], int]:
     """In-domain text from outside the stream, for levels that learn without labels (topics): `auto` (a
     built-in review stream: the reviews of its sources that it does not hold; other streams: none), `none`,
